@@ -1,0 +1,98 @@
+"""Settings: one pydantic-settings class per deployable, all read from ``KLIKKFLOW_*``.
+
+Each entrypoint (a subgraph's app factory, the worker, the web app, ``klikkflow up``)
+builds its settings once and passes them down; nothing else reads the environment.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+SUBGRAPHS = ("identity", "workflows", "executions", "ai")
+
+# Default ports of `klikkflow up`; each can be changed with its KLIKKFLOW_*_PORT variable.
+DEFAULT_PORTS = {
+    "router": 4000,
+    "identity": 4001,
+    "workflows": 4002,
+    "executions": 4003,
+    "ai": 4004,
+    "web": 8080,
+    "mongo": 27027,
+    "postgres": 5433,
+    "redis": 6380,
+}
+
+
+class _Base(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="KLIKKFLOW_", extra="ignore")
+
+
+class StoreSettings(_Base):
+    """Where the three stores live. Empty URLs mean "not configured"."""
+
+    mongo_uri: str = Field("", description="MongoDB URI, e.g. mongodb://host:27017")
+    mongo_db: str = Field("klikkflow", description="MongoDB database name")
+    database_url: str = Field(
+        "", description="PostgreSQL URL (postgresql+asyncpg://user:pw@host:port/db)"
+    )
+    redis_url: str = Field("", description="Redis URL, e.g. redis://127.0.0.1:6379/0")
+
+
+class AuthSettings(_Base):
+    secret_key: str = Field(
+        "dev-insecure-change-me-klikkflow-secret",
+        description="Key that signs access tokens (HS256) until the identity issue brings JWKS",
+    )
+    token_issuer: str = "klikkflow"
+    access_token_ttl_seconds: int = 900
+
+
+class SubgraphSettings(StoreSettings, AuthSettings):
+    """Settings of one subgraph service (each subgraph's app factory builds one)."""
+
+    host: str = "127.0.0.1"
+    port: int = 0
+    debug: bool = False
+
+
+class WorkerSettings(StoreSettings, AuthSettings):
+    """Settings of an arq worker process."""
+
+    worker_max_jobs: int = 10
+    worker_poll_delay: float = 0.05
+    worker_job_timeout: int = 3600
+
+
+class WebSettings(AuthSettings):
+    """Settings of the web dashboard: it only talks to the router."""
+
+    host: str = "127.0.0.1"
+    web_port: int = DEFAULT_PORTS["web"]
+    router_url: str = Field(
+        f"http://127.0.0.1:{DEFAULT_PORTS['router']}/graphql",
+        description="The router's GraphQL endpoint the dashboard queries",
+    )
+
+
+class PlatformSettings(StoreSettings, AuthSettings):
+    """Settings of `klikkflow up`: ports of every service and the data directory."""
+
+    data_dir: Path = Field(Path(".klikkflow"), description="Where embedded stores keep data")
+    host: str = "127.0.0.1"
+    router_port: int = DEFAULT_PORTS["router"]
+    identity_port: int = DEFAULT_PORTS["identity"]
+    workflows_port: int = DEFAULT_PORTS["workflows"]
+    executions_port: int = DEFAULT_PORTS["executions"]
+    ai_port: int = DEFAULT_PORTS["ai"]
+    web_port: int = DEFAULT_PORTS["web"]
+    mongo_port: int = DEFAULT_PORTS["mongo"]
+    postgres_port: int = DEFAULT_PORTS["postgres"]
+    redis_port: int = DEFAULT_PORTS["redis"]
+    startup_timeout: float = 120.0
+
+    def subgraph_port(self, name: str) -> int:
+        return int(getattr(self, f"{name}_port"))
