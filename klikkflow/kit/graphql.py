@@ -1,0 +1,130 @@
+"""GraphQL pieces every subgraph shares: context, error types, health types, masking."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import strawberry
+from graphql import GraphQLError
+from starlette.requests import Request
+from starlette.websockets import WebSocket
+from strawberry.asgi import GraphQL
+from strawberry.extensions import MaskErrors
+
+from klikkflow.kit.auth import InvalidToken, Viewer, viewer_from_headers
+from klikkflow.kit.health import StoreStatus
+from klikkflow.kit.settings import AuthSettings
+
+FEDERATION_VERSION = "2.9"
+
+
+class PublicError(Exception):
+    """An error whose message is safe to show in `errors` (everything else is masked)."""
+
+
+class NotAuthenticated(PublicError):
+    def __init__(self, reason: str = "authentication required") -> None:
+        super().__init__(reason)
+
+
+def _should_mask(error: GraphQLError) -> bool:
+    original = error.original_error
+    if original is None:  # syntax and validation errors are about the client's query
+        return False
+    return not isinstance(original, PublicError)
+
+
+def mask_errors() -> MaskErrors:
+    return MaskErrors(should_mask_error=_should_mask, error_message="Internal server error")
+
+
+@dataclass
+class Context:
+    """Per-request (or per-WebSocket) context; the viewer is read lazily because over
+    graphql-transport-ws the token arrives in `connection_init`, after the context exists."""
+
+    request: Request | WebSocket
+    response: Any
+    settings: AuthSettings
+    state: Any
+    connection_params: dict[str, Any] | None = None
+    loaders: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def viewer(self) -> Viewer | None:
+        try:
+            return viewer_from_headers(self.settings, self.request.headers, self.connection_params)
+        except InvalidToken as exc:
+            raise NotAuthenticated(f"invalid token: {exc}") from exc
+
+    def require_viewer(self) -> Viewer:
+        viewer = self.viewer
+        if viewer is None:
+            raise NotAuthenticated()
+        return viewer
+
+
+class SubgraphGraphQL(GraphQL):
+    """Strawberry's ASGI app with our context (settings and app state attached)."""
+
+    def __init__(self, schema: Any, settings: AuthSettings, **kwargs: Any) -> None:
+        super().__init__(schema, keep_alive=True, keep_alive_interval=15, **kwargs)
+        self.settings = settings
+
+    async def get_context(self, request: Request | WebSocket, response: Any) -> Context:
+        return Context(request, response, self.settings, request.app.state)
+
+
+@strawberry.federation.interface(description="Every expected failure implements Error.")
+class Error:
+    message: str = strawberry.field(description="What went wrong, for a person to read.")
+
+
+@strawberry.federation.type(shareable=True, description="A field that failed validation.")
+class FieldError:
+    path: str = strawberry.field(description="Dotted path of the offending field.")
+    message: str = strawberry.field(description="Why the value was refused.")
+
+
+@strawberry.federation.type(shareable=True, description="The input was refused.")
+class ValidationError(Error):
+    fields: list[FieldError] = strawberry.field(description="Every problem found, by field.")
+
+
+@strawberry.federation.type(shareable=True, description="No such object is visible to you.")
+class NotFoundError(Error):
+    id: strawberry.ID = strawberry.field(description="The id that was looked up.")
+
+
+@strawberry.federation.type(shareable=True, description="A store a service depends on.")
+class StoreHealth:
+    name: str = strawberry.field(description="mongo, postgres or redis.")
+    ok: bool = strawberry.field(description="Whether the store answered a ping.")
+    latency_ms: float | None = strawberry.field(description="Ping round trip in milliseconds.")
+    error: str | None = strawberry.field(description="Why the ping failed, if it did.")
+
+    @classmethod
+    def from_status(cls, status: StoreStatus) -> StoreHealth:
+        return cls(
+            name=status.name, ok=status.ok, latency_ms=status.latency_ms, error=status.error
+        )
+
+
+@strawberry.federation.type(shareable=True, description="Health of one subgraph service.")
+class ServiceHealth:
+    service: str = strawberry.field(description="The subgraph's name.")
+    ok: bool = strawberry.field(description="True when every store it needs answers.")
+    version: str = strawberry.field(description="The running KlikkFlow version.")
+    stores: list[StoreHealth] = strawberry.field(description="Each store's status.")
+
+    @classmethod
+    def from_statuses(cls, service: str, statuses: list[StoreStatus]) -> ServiceHealth:
+        from klikkflow import __version__
+
+        return cls(
+            service=service,
+            ok=all(s.ok for s in statuses),
+            version=__version__,
+            stores=[StoreHealth.from_status(s) for s in statuses],
+        )

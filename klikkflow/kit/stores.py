@@ -1,0 +1,49 @@
+"""Connections to the three stores, built once per process from settings."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from arq.connections import ArqRedis, RedisSettings, create_pool
+from beanie import init_beanie
+from pymongo import AsyncMongoClient
+from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+
+class StoreNotConfigured(Exception):
+    def __init__(self, variable: str) -> None:
+        super().__init__(f"{variable} is not set: point it at a running store or use `klikkflow up`")
+        self.variable = variable
+
+
+def _required(value: str, variable: str) -> str:
+    if not value:
+        raise StoreNotConfigured(variable)
+    return value
+
+
+async def init_mongo(uri: str, db_name: str, documents: Sequence[Any]) -> AsyncMongoClient:
+    """Connect to MongoDB and register Beanie documents (creates their indexes)."""
+    client: AsyncMongoClient = AsyncMongoClient(
+        _required(uri, "KLIKKFLOW_MONGO_URI"), tz_aware=True, serverSelectionTimeoutMS=5000
+    )
+    await init_beanie(database=client[db_name], document_models=list(documents))
+    return client
+
+
+def create_pg_engine(url: str) -> AsyncEngine:
+    return create_async_engine(_required(url, "KLIKKFLOW_DATABASE_URL"), pool_pre_ping=True)
+
+
+def create_redis(url: str) -> Redis:
+    return Redis.from_url(_required(url, "KLIKKFLOW_REDIS_URL"), decode_responses=True)
+
+
+def arq_redis_settings(url: str) -> RedisSettings:
+    return RedisSettings.from_dsn(_required(url, "KLIKKFLOW_REDIS_URL"))
+
+
+async def create_arq_pool(url: str) -> ArqRedis:
+    return await create_pool(arq_redis_settings(url))

@@ -1,0 +1,62 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from beanie import Document, PydanticObjectId
+from pydantic import Field
+from pymongo import ASCENDING, DESCENDING, IndexModel
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+class ExecutionStatus(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    WAITING = "waiting"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+TERMINAL = frozenset({ExecutionStatus.SUCCEEDED, ExecutionStatus.FAILED, ExecutionStatus.CANCELLED})
+
+
+class ExecutionDocument(Document):
+    organization_id: PydanticObjectId
+    workflow_id: PydanticObjectId
+    status: ExecutionStatus = ExecutionStatus.QUEUED
+    created_at: datetime = Field(default_factory=now)
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+    class Settings:
+        name = "executions"
+        indexes = [
+            IndexModel([("organization_id", ASCENDING), ("created_at", DESCENDING)]),
+            IndexModel(
+                [("organization_id", ASCENDING), ("workflow_id", ASCENDING), ("created_at", DESCENDING)]
+            ),
+        ]
+
+
+class ExecutionEventDocument(Document):
+    """The execution's append-only event log; the Redis stream is its live copy."""
+
+    execution_id: PydanticObjectId
+    organization_id: PydanticObjectId
+    seq: int
+    type: str
+    status: ExecutionStatus
+    at: datetime = Field(default_factory=now)
+    data: dict[str, Any] = Field(default_factory=dict)
+
+    class Settings:
+        name = "execution_events"
+        indexes = [IndexModel([("execution_id", ASCENDING), ("seq", ASCENDING)], unique=True)]
+
+
+DOCUMENTS = [ExecutionDocument, ExecutionEventDocument]

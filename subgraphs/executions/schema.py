@@ -1,0 +1,92 @@
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+
+import strawberry
+
+from klikkflow.kit.asgi import service_health
+from klikkflow.kit.graphql import (
+    FEDERATION_VERSION,
+    NotFoundError,
+    PublicError,
+    ServiceHealth,
+    mask_errors,
+)
+from subgraphs.executions.loaders import execution_loader
+from subgraphs.executions.service import NotAllowed, WorkflowNotFound
+from subgraphs.executions.service import execution as execution_service
+from subgraphs.executions.types import (
+    Execution,
+    ExecutionEvent,
+    ForbiddenError,
+    RunWorkflowInput,
+    RunWorkflowResult,
+    RunWorkflowSuccess,
+    Workflow,
+)
+
+
+@strawberry.type
+class Query:
+    executions_health: ServiceHealth | None = strawberry.field(
+        resolver=service_health, description="Health of the executions subgraph and its stores."
+    )
+
+    @strawberry.field(description="An execution of your organization, by id.")
+    async def execution(self, info: strawberry.Info, id: strawberry.ID) -> Execution | None:
+        found = await execution_loader(info.context).load(str(id))
+        return Execution.from_model(found) if found else None
+
+    @strawberry.field(description="Your organization's executions, newest first.")
+    async def executions(
+        self, info: strawberry.Info, workflow_id: strawberry.ID | None = None, first: int = 20
+    ) -> list[Execution]:
+        viewer = info.context.require_viewer()
+        found = await execution_service.recent(
+            viewer, str(workflow_id) if workflow_id else None, first
+        )
+        return [Execution.from_model(e) for e in found]
+
+
+@strawberry.type
+class Mutation:
+    @strawberry.mutation(description="Queue a run of a workflow.")
+    async def run_workflow(self, info: strawberry.Info, input: RunWorkflowInput) -> RunWorkflowResult:
+        viewer = info.context.require_viewer()
+        state = info.context.state
+        try:
+            created = await execution_service.submit(
+                viewer, str(input.workflow_id), state.redis, state.queue
+            )
+        except WorkflowNotFound as exc:
+            return NotFoundError(message=str(exc), id=input.workflow_id)
+        except NotAllowed as exc:
+            return ForbiddenError(message=str(exc))
+        return RunWorkflowSuccess(execution=Execution.from_model(created))
+
+
+@strawberry.type
+class Subscription:
+    @strawberry.subscription(
+        description="Live events of one execution: replays the log after `after`, then follows "
+        "it until the execution finishes."
+    )
+    async def execution_events(
+        self, info: strawberry.Info, execution_id: strawberry.ID, after: str | None = None
+    ) -> AsyncGenerator[ExecutionEvent, None]:
+        viewer = info.context.require_viewer()
+        if await execution_service.get(viewer, str(execution_id)) is None:
+            raise PublicError(f"execution {execution_id} not found")
+        redis = info.context.state.redis
+        async for event in execution_service.follow(redis, str(execution_id), after):
+            yield ExecutionEvent.from_event(event)
+
+
+schema = strawberry.federation.Schema(
+    query=Query,
+    mutation=Mutation,
+    subscription=Subscription,
+    types=[Execution, Workflow],
+    federation_version=FEDERATION_VERSION,
+    extensions=[mask_errors],
+)

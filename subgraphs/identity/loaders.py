@@ -1,0 +1,20 @@
+"""Per-request DataLoaders: entity resolution from the router goes through them."""
+
+from __future__ import annotations
+
+from strawberry.dataloader import DataLoader
+
+from klikkflow.kit.graphql import Context
+from subgraphs.identity.models import UserDocument
+from subgraphs.identity.service import identity as identity_service
+
+
+def user_loader(context: Context) -> DataLoader[str, UserDocument | None]:
+    if "user" not in context.loaders:
+        viewer = context.require_viewer()
+
+        async def load(ids: list[str]) -> list[UserDocument | None]:
+            return await identity_service.users(viewer, ids)
+
+        context.loaders["user"] = DataLoader(load_fn=load)
+    return context.loaders["user"]

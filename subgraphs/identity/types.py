@@ -1,0 +1,76 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+import strawberry
+
+from klikkflow.kit.graphql import Error, ValidationError
+from subgraphs.identity.models import OrganizationDocument, UserDocument
+
+
+@strawberry.federation.type(keys=["id"], description="A person who can sign in.")
+class User:
+    id: strawberry.ID = strawberry.field(description="Stable identifier.")
+    email: str = strawberry.field(description="Sign-in e-mail address, lower-case.")
+    name: str = strawberry.field(description="Display name.")
+    created_at: datetime = strawberry.field(description="When the account was created.")
+
+    @classmethod
+    def from_model(cls, m: UserDocument) -> User:
+        return cls(id=strawberry.ID(str(m.id)), email=m.email, name=m.name, created_at=m.created_at)
+
+    @classmethod
+    async def resolve_reference(cls, info: strawberry.Info, id: strawberry.ID) -> User | None:
+        from subgraphs.identity.loaders import user_loader
+
+        found = await user_loader(info.context).load(str(id))
+        return cls.from_model(found) if found else None
+
+
+@strawberry.federation.type(keys=["id"], description="A tenant: owns workflows and members.")
+class Organization:
+    id: strawberry.ID = strawberry.field(description="Stable identifier.")
+    name: str = strawberry.field(description="Display name.")
+    slug: str = strawberry.field(description="URL-safe unique name.")
+    created_at: datetime = strawberry.field(description="When the organization was created.")
+
+    @classmethod
+    def from_model(cls, m: OrganizationDocument) -> Organization:
+        return cls(id=strawberry.ID(str(m.id)), name=m.name, slug=m.slug, created_at=m.created_at)
+
+
+@strawberry.input(description="A new account and its first organization.")
+class SignUpInput:
+    email: str = strawberry.field(description="E-mail address to sign in with.")
+    name: str = strawberry.field(description="Display name.")
+    password: str = strawberry.field(description="At least 10 characters.")
+    organization_name: str = strawberry.field(description="Name of the first organization.")
+
+
+@strawberry.input(description="Credentials to sign in with.")
+class LogInInput:
+    email: str = strawberry.field(description="E-mail address.")
+    password: str = strawberry.field(description="Password.")
+
+
+@strawberry.type(description="A signed-in session.")
+class AuthPayload:
+    access_token: str = strawberry.field(description="Bearer token for the Authorization header.")
+    user: User = strawberry.field(description="The signed-in user.")
+    organization: Organization = strawberry.field(description="The active organization.")
+    role: str = strawberry.field(description="The user's role in that organization.")
+
+
+@strawberry.type(description="E-mail or password is wrong (the answer never says which).")
+class InvalidCredentialsError(Error):
+    pass
+
+
+SignUpResult = Annotated[
+    AuthPayload | ValidationError, strawberry.union("SignUpResult", description="Sign-up outcome.")
+]
+LogInResult = Annotated[
+    AuthPayload | InvalidCredentialsError,
+    strawberry.union("LogInResult", description="Log-in outcome."),
+]

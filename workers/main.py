@@ -1,0 +1,54 @@
+"""The arq worker process: `klikkflow worker` runs it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from arq import func
+from arq.worker import Worker, async_check_health
+
+from klikkflow.kit.settings import WorkerSettings
+from klikkflow.kit.stores import arq_redis_settings, create_redis, init_mongo
+from subgraphs.executions.models import DOCUMENTS as EXECUTION_DOCUMENTS
+from subgraphs.executions.service import RUN_EXECUTION
+from subgraphs.workflows.models import DOCUMENTS as WORKFLOW_DOCUMENTS
+from workers.jobs import run_execution
+
+HEALTH_CHECK_KEY = "klikkflow:worker:health"
+
+
+def build_worker(settings: WorkerSettings, *, burst: bool = False) -> Worker:
+    async def startup(ctx: dict[str, Any]) -> None:
+        ctx["mongo"] = await init_mongo(
+            settings.mongo_uri, settings.mongo_db, [*EXECUTION_DOCUMENTS, *WORKFLOW_DOCUMENTS]
+        )
+        ctx["redis"] = create_redis(settings.redis_url)
+
+    async def shutdown(ctx: dict[str, Any]) -> None:
+        if "redis" in ctx:
+            await ctx["redis"].aclose()
+        if "mongo" in ctx:
+            await ctx["mongo"].close()
+
+    return Worker(
+        functions=[func(run_execution, name=RUN_EXECUTION)],
+        redis_settings=arq_redis_settings(settings.redis_url),
+        on_startup=startup,
+        on_shutdown=shutdown,
+        max_jobs=settings.worker_max_jobs,
+        job_timeout=settings.worker_job_timeout,
+        poll_delay=settings.worker_poll_delay,
+        health_check_key=HEALTH_CHECK_KEY,
+        health_check_interval=5,
+        burst=burst,
+        handle_signals=True,
+    )
+
+
+def run(settings: WorkerSettings, burst: bool = False) -> None:
+    build_worker(settings, burst=burst).run()
+
+
+async def check(settings: WorkerSettings) -> bool:
+    """True when a worker has reported its health recently (exit code for `--check`)."""
+    return await async_check_health(arq_redis_settings(settings.redis_url), HEALTH_CHECK_KEY) == 0
