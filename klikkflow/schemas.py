@@ -40,7 +40,10 @@ def _compose(directory: Path, *extra: str) -> subprocess.CompletedProcess[str]:
     ensure_router_deps()
     return subprocess.run(
         ["node", str(ROUTER_DIR / "compose.mjs"), str(directory), *extra],
-        capture_output=True, text=True, cwd=ROUTER_DIR, check=False,
+        capture_output=True,
+        text=True,
+        cwd=ROUTER_DIR,
+        check=False,
     )
 
 
@@ -61,8 +64,11 @@ def check(directory: Path = SCHEMAS_DIR) -> None:
         if committed != current:
             diff = "".join(
                 difflib.unified_diff(
-                    committed.splitlines(True), current.splitlines(True),
-                    f"{committed_path} (committed)", f"{name} (code)", n=1,
+                    committed.splitlines(True),
+                    current.splitlines(True),
+                    f"{committed_path} (committed)",
+                    f"{name} (code)",
+                    n=1,
                 )
             )
             problems.append(f"{committed_path} drifted from the code:\n{diff[:4000]}")

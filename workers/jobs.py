@@ -10,5 +10,3 @@ from subgraphs.executions.service import execution as execution_service
 async def run_execution(ctx: dict[str, Any], execution_id: str) -> str | None:
     status = await execution_service.run_placeholder(ctx["redis"], execution_id)
     return status.value if status else None
-
-

@@ -8,13 +8,11 @@ from arq import func
 from arq.worker import Worker, async_check_health
 
 from klikkflow.kit.settings import WorkerSettings
-from klikkflow.kit.stores import arq_redis_settings, create_redis, init_mongo
+from klikkflow.kit.stores import WORKER_HEALTH_KEY, arq_redis_settings, create_redis, init_mongo
 from subgraphs.executions.models import DOCUMENTS as EXECUTION_DOCUMENTS
 from subgraphs.executions.service import RUN_EXECUTION
 from subgraphs.workflows.models import DOCUMENTS as WORKFLOW_DOCUMENTS
 from workers.jobs import run_execution
-
-HEALTH_CHECK_KEY = "klikkflow:worker:health"
 
 
 def build_worker(settings: WorkerSettings, *, burst: bool = False) -> Worker:
@@ -38,7 +36,7 @@ def build_worker(settings: WorkerSettings, *, burst: bool = False) -> Worker:
         max_jobs=settings.worker_max_jobs,
         job_timeout=settings.worker_job_timeout,
         poll_delay=settings.worker_poll_delay,
-        health_check_key=HEALTH_CHECK_KEY,
+        health_check_key=WORKER_HEALTH_KEY,
         health_check_interval=5,
         burst=burst,
         handle_signals=True,
@@ -51,4 +49,4 @@ def run(settings: WorkerSettings, burst: bool = False) -> None:
 
 async def check(settings: WorkerSettings) -> bool:
     """True when a worker has reported its health recently (exit code for `--check`)."""
-    return await async_check_health(arq_redis_settings(settings.redis_url), HEALTH_CHECK_KEY) == 0
+    return await async_check_health(arq_redis_settings(settings.redis_url), WORKER_HEALTH_KEY) == 0

@@ -36,7 +36,9 @@ async def _readyz(request: Request) -> JSONResponse:
     body = {
         "service": request.app.state.service_name,
         "ready": all(s.ok for s in statuses),
-        "stores": {s.name: {"ok": s.ok, "latencyMs": s.latency_ms, "error": s.error} for s in statuses},
+        "stores": {
+            s.name: {"ok": s.ok, "latencyMs": s.latency_ms, "error": s.error} for s in statuses
+        },
     }
     return JSONResponse(body, status_code=200 if body["ready"] else 503)
 
@@ -45,7 +47,9 @@ def subgraph_app(
     name: str, schema: Any, settings: SubgraphSettings, lifespan: Lifespan
 ) -> Starlette:
     """Build a subgraph. `lifespan` opens its stores and sets `app.state.health_checks`."""
-    graphql_app = SubgraphGraphQL(schema, settings, graphql_ide="graphiql" if settings.debug else None)
+    graphql_app = SubgraphGraphQL(
+        schema, settings, graphql_ide="graphiql" if settings.debug else None
+    )
     app = Starlette(
         routes=[
             Route("/graphql", graphql_app, methods=["GET", "POST"]),
@@ -59,5 +63,3 @@ def subgraph_app(
     app.state.settings = settings
     app.state.health_checks = {}
     return app
-
-

@@ -36,7 +36,9 @@ def _key(settings: AuthSettings) -> OctKey:
     return OctKey.import_key(settings.secret_key.encode())
 
 
-def issue_access_token(settings: AuthSettings, user_id: str, organization_id: str, role: str) -> str:
+def issue_access_token(
+    settings: AuthSettings, user_id: str, organization_id: str, role: str
+) -> str:
     now = int(time.time())
     claims = {
         "iss": settings.token_issuer,
@@ -76,7 +78,9 @@ def bearer_token(headers: Mapping[str, Any]) -> str | None:
     return None
 
 
-def viewer_from_headers(settings: AuthSettings, *sources: Mapping[str, Any] | None) -> Viewer | None:
+def viewer_from_headers(
+    settings: AuthSettings, *sources: Mapping[str, Any] | None
+) -> Viewer | None:
     """The first bearer token found in the given header maps; None when there is none.
 
     A present but invalid token raises InvalidToken: a bad credential is not anonymous.

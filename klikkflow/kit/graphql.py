@@ -106,9 +106,7 @@ class StoreHealth:
 
     @classmethod
     def from_status(cls, status: StoreStatus) -> StoreHealth:
-        return cls(
-            name=status.name, ok=status.ok, latency_ms=status.latency_ms, error=status.error
-        )
+        return cls(name=status.name, ok=status.ok, latency_ms=status.latency_ms, error=status.error)
 
 
 @strawberry.federation.type(shareable=True, description="Health of one subgraph service.")

@@ -14,7 +14,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 class StoreNotConfigured(Exception):
     def __init__(self, variable: str) -> None:
-        super().__init__(f"{variable} is not set: point it at a running store or use `klikkflow up`")
+        super().__init__(
+            f"{variable} is not set: point it at a running store or use `klikkflow up`"
+        )
         self.variable = variable
 
 
@@ -47,3 +49,7 @@ def arq_redis_settings(url: str) -> RedisSettings:
 
 async def create_arq_pool(url: str) -> ArqRedis:
     return await create_pool(arq_redis_settings(url))
+
+
+# Refreshed by every running arq worker (`klikkflow worker --check` reads it).
+WORKER_HEALTH_KEY = "klikkflow:worker:health"

@@ -34,7 +34,9 @@ class KnowledgeBaseRepository:
         )
         return {str(kb.id): kb for kb in rows.scalars()}
 
-    async def recent(self, session: AsyncSession, viewer: Viewer, limit: int) -> list[KnowledgeBase]:
+    async def recent(
+        self, session: AsyncSession, viewer: Viewer, limit: int
+    ) -> list[KnowledgeBase]:
         rows = await session.execute(
             select(KnowledgeBase)
             .where(KnowledgeBase.organization_id == viewer.organization_id)

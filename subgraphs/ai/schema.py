@@ -3,7 +3,13 @@ from __future__ import annotations
 import strawberry
 
 from klikkflow.kit.asgi import service_health
-from klikkflow.kit.graphql import FEDERATION_VERSION, FieldError, ServiceHealth, ValidationError, mask_errors
+from klikkflow.kit.graphql import (
+    FEDERATION_VERSION,
+    FieldError,
+    ServiceHealth,
+    ValidationError,
+    mask_errors,
+)
 from subgraphs.ai.loaders import knowledge_base_loader
 from subgraphs.ai.service import InvalidKnowledgeBase, NotAllowed
 from subgraphs.ai.service import knowledge_base as knowledge_base_service
@@ -23,7 +29,9 @@ class Query:
     )
 
     @strawberry.field(description="A knowledge base of your organization, by id.")
-    async def knowledge_base(self, info: strawberry.Info, id: strawberry.ID) -> KnowledgeBase | None:
+    async def knowledge_base(
+        self, info: strawberry.Info, id: strawberry.ID
+    ) -> KnowledgeBase | None:
         found = await knowledge_base_loader(info.context).load(str(id))
         return KnowledgeBase.from_model(found) if found else None
 

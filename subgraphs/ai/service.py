@@ -42,7 +42,9 @@ class KnowledgeBaseService:
         found = await repository.by_ids(session, viewer, ids)
         return [found.get(i) for i in ids]
 
-    async def recent(self, session: AsyncSession, viewer: Viewer, first: int) -> list[KnowledgeBase]:
+    async def recent(
+        self, session: AsyncSession, viewer: Viewer, first: int
+    ) -> list[KnowledgeBase]:
         return await repository.recent(session, viewer, max(1, min(first, MAX_PAGE)))
 
 

@@ -38,7 +38,11 @@ class ExecutionDocument(Document):
         indexes = [
             IndexModel([("organization_id", ASCENDING), ("created_at", DESCENDING)]),
             IndexModel(
-                [("organization_id", ASCENDING), ("workflow_id", ASCENDING), ("created_at", DESCENDING)]
+                [
+                    ("organization_id", ASCENDING),
+                    ("workflow_id", ASCENDING),
+                    ("created_at", DESCENDING),
+                ]
             ),
         ]
 

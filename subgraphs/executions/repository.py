@@ -20,7 +20,9 @@ class ExecutionRepository:
         org = object_id(viewer.organization_id)
         if not oids or org is None:
             return {}
-        found = await ExecutionDocument.find({"_id": {"$in": oids}, "organization_id": org}).to_list()
+        found = await ExecutionDocument.find(
+            {"_id": {"$in": oids}, "organization_id": org}
+        ).to_list()
         return {str(e.id): e for e in found}
 
     async def recent(
@@ -37,9 +39,11 @@ class ExecutionRepository:
         return await ExecutionDocument.get(oid) if oid else None
 
     async def last_seq(self, execution_id: PydanticObjectId) -> int:
-        last = await ExecutionEventDocument.find(
-            ExecutionEventDocument.execution_id == execution_id
-        ).sort([("seq", -1)]).first_or_none()
+        last = (
+            await ExecutionEventDocument.find(ExecutionEventDocument.execution_id == execution_id)
+            .sort([("seq", -1)])
+            .first_or_none()
+        )
         return last.seq if last else 0
 
 

@@ -51,7 +51,9 @@ class Query:
 @strawberry.type
 class Mutation:
     @strawberry.mutation(description="Queue a run of a workflow.")
-    async def run_workflow(self, info: strawberry.Info, input: RunWorkflowInput) -> RunWorkflowResult:
+    async def run_workflow(
+        self, info: strawberry.Info, input: RunWorkflowInput
+    ) -> RunWorkflowResult:
         viewer = info.context.require_viewer()
         state = info.context.state
         try:

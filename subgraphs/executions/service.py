@@ -164,6 +164,4 @@ def _event_from_stream(execution_id: str, entry_id: str, fields: dict[str, str])
     )
 
 
-
-
 execution = ExecutionService()

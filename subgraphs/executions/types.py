@@ -62,8 +62,12 @@ class ExecutionEvent:
     @classmethod
     def from_event(cls, e: Event) -> ExecutionEvent:
         return cls(
-            cursor=e.cursor, execution_id=strawberry.ID(e.execution_id), seq=e.seq,
-            type=e.type, status=e.status, at=e.at,
+            cursor=e.cursor,
+            execution_id=strawberry.ID(e.execution_id),
+            seq=e.seq,
+            type=e.type,
+            status=e.status,
+            at=e.at,
         )
 
 

@@ -3,7 +3,13 @@ from __future__ import annotations
 import strawberry
 
 from klikkflow.kit.asgi import service_health
-from klikkflow.kit.graphql import FEDERATION_VERSION, FieldError, ServiceHealth, ValidationError, mask_errors
+from klikkflow.kit.graphql import (
+    FEDERATION_VERSION,
+    FieldError,
+    ServiceHealth,
+    ValidationError,
+    mask_errors,
+)
 from subgraphs.identity.loaders import user_loader
 from subgraphs.identity.service import InvalidCredentials, InvalidInput, Session
 from subgraphs.identity.service import identity as identity_service
@@ -58,7 +64,10 @@ class Mutation:
     async def sign_up(self, info: strawberry.Info, input: SignUpInput) -> SignUpResult:
         try:
             session = await identity_service.sign_up(
-                info.context.settings, input.email, input.name, input.password,
+                info.context.settings,
+                input.email,
+                input.name,
+                input.password,
                 input.organization_name,
             )
         except InvalidInput as exc:
@@ -69,7 +78,9 @@ class Mutation:
     @strawberry.mutation(description="Sign in with e-mail and password.")
     async def log_in(self, info: strawberry.Info, input: LogInInput) -> LogInResult:
         try:
-            session = await identity_service.log_in(info.context.settings, input.email, input.password)
+            session = await identity_service.log_in(
+                info.context.settings, input.email, input.password
+            )
         except InvalidCredentials:
             return InvalidCredentialsError(message="invalid e-mail or password")
         return _payload(session)

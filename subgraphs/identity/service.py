@@ -117,7 +117,9 @@ class IdentityService:
         found = await repository.users_in_organization(viewer.organization_id, user_ids)
         return [found.get(i) for i in user_ids]
 
-    async def organization(self, viewer: Viewer, organization_id: str) -> OrganizationDocument | None:
+    async def organization(
+        self, viewer: Viewer, organization_id: str
+    ) -> OrganizationDocument | None:
         if organization_id != viewer.organization_id:
             return None
         return await repository.organization(organization_id)

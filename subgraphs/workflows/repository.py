@@ -33,9 +33,11 @@ class WorkflowRepository:
         result: dict[str, list[WorkflowDocument]] = {x: [] for x in owner_ids}
         if not oids or org is None:
             return result
-        found = await WorkflowDocument.find(
-            {"organization_id": org, "owner_id": {"$in": oids}}
-        ).sort([("created_at", -1)]).to_list()
+        found = (
+            await WorkflowDocument.find({"organization_id": org, "owner_id": {"$in": oids}})
+            .sort([("created_at", -1)])
+            .to_list()
+        )
         for w in found:
             bucket = result[str(w.owner_id)]
             if len(bucket) < limit:
@@ -46,9 +48,12 @@ class WorkflowRepository:
         org = object_id(viewer.organization_id)
         if org is None:
             return []
-        return await WorkflowDocument.find({"organization_id": org}).sort(
-            [("created_at", -1)]
-        ).limit(limit).to_list()
+        return (
+            await WorkflowDocument.find({"organization_id": org})
+            .sort([("created_at", -1)])
+            .limit(limit)
+            .to_list()
+        )
 
 
 repository = WorkflowRepository()

@@ -3,7 +3,13 @@ from __future__ import annotations
 import strawberry
 
 from klikkflow.kit.asgi import service_health
-from klikkflow.kit.graphql import FEDERATION_VERSION, FieldError, ServiceHealth, ValidationError, mask_errors
+from klikkflow.kit.graphql import (
+    FEDERATION_VERSION,
+    FieldError,
+    ServiceHealth,
+    ValidationError,
+    mask_errors,
+)
 from subgraphs.workflows.loaders import workflow_loader
 from subgraphs.workflows.service import InvalidWorkflow, NotAllowed
 from subgraphs.workflows.service import workflow as workflow_service
