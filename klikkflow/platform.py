@@ -131,8 +131,9 @@ async def start_services(
     worker = ServiceSpec(
         "worker", _python("worker"), env=env, ready=partial(_worker_alive, platform.redis_url)
     )
-    worker.url = "arq queue on " + platform.redis_url
+    worker.url = f"arq worker on {platform.redis_url}"
     await sup.start(worker)
+    platform.urls["worker"] = worker.url
     names = ["router", "worker"]
     if web:
         web_env = {**env, "KLIKKFLOW_ROUTER_URL": platform.router_url}

@@ -14,6 +14,12 @@ function transportEntry(name: string) {
       subscriptions: {
         kind: 'ws',
         ...(url ? { location: url.replace(/^http/, 'ws') } : {}),
+        // Over WebSocket the token travels in connection_init: one upstream connection per
+        // distinct token, so tenants never share a socket. WebSocket clients of the gateway
+        // put `authorization` in their own connection_init payload; it arrives as a header.
+        options: {
+          connectionParams: { authorization: '{context.headers.authorization}' },
+        },
       },
     },
   };

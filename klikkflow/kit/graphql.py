@@ -65,7 +65,7 @@ class Context:
         return viewer
 
 
-class SubgraphGraphQL(GraphQL):
+class SubgraphGraphQL(GraphQL[Context, None]):
     """Strawberry's ASGI app with our context (settings and app state attached)."""
 
     def __init__(self, schema: Any, settings: AuthSettings, **kwargs: Any) -> None:

@@ -34,12 +34,12 @@ class _Base(BaseSettings):
 class StoreSettings(_Base):
     """Where the three stores live. Empty URLs mean "not configured"."""
 
-    mongo_uri: str = Field("", description="MongoDB URI, e.g. mongodb://host:27017")
-    mongo_db: str = Field("klikkflow", description="MongoDB database name")
+    mongo_uri: str = Field(default="", description="MongoDB URI, e.g. mongodb://host:27017")
+    mongo_db: str = Field(default="klikkflow", description="MongoDB database name")
     database_url: str = Field(
         "", description="PostgreSQL URL (postgresql+asyncpg://user:pw@host:port/db)"
     )
-    redis_url: str = Field("", description="Redis URL, e.g. redis://127.0.0.1:6379/0")
+    redis_url: str = Field(default="", description="Redis URL, e.g. redis://127.0.0.1:6379/0")
 
 
 class AuthSettings(_Base):
@@ -81,7 +81,9 @@ class WebSettings(AuthSettings):
 class PlatformSettings(StoreSettings, AuthSettings):
     """Settings of `klikkflow up`: ports of every service and the data directory."""
 
-    data_dir: Path = Field(Path(".klikkflow"), description="Where embedded stores keep data")
+    data_dir: Path = Field(
+        default=Path(".klikkflow"), description="Where embedded stores keep data"
+    )
     host: str = "127.0.0.1"
     router_port: int = DEFAULT_PORTS["router"]
     identity_port: int = DEFAULT_PORTS["identity"]

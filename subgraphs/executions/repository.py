@@ -31,7 +31,7 @@ class ExecutionRepository:
         query: dict[str, object] = {"organization_id": object_id(viewer.organization_id)}
         if workflow_id is not None:
             query["workflow_id"] = object_id(workflow_id)
-        return await ExecutionDocument.find(query).sort([("created_at", -1)]).limit(limit).to_list()
+        return await ExecutionDocument.find(query).sort("-created_at").limit(limit).to_list()
 
     async def by_id_unscoped(self, execution_id: str) -> ExecutionDocument | None:
         """For the worker, which acts for the system and not for a viewer."""
@@ -41,7 +41,7 @@ class ExecutionRepository:
     async def last_seq(self, execution_id: PydanticObjectId) -> int:
         last = (
             await ExecutionEventDocument.find(ExecutionEventDocument.execution_id == execution_id)
-            .sort([("seq", -1)])
+            .sort("-seq")
             .first_or_none()
         )
         return last.seq if last else 0

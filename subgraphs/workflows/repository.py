@@ -35,7 +35,7 @@ class WorkflowRepository:
             return result
         found = (
             await WorkflowDocument.find({"organization_id": org, "owner_id": {"$in": oids}})
-            .sort([("created_at", -1)])
+            .sort("-created_at")
             .to_list()
         )
         for w in found:
@@ -50,7 +50,7 @@ class WorkflowRepository:
             return []
         return (
             await WorkflowDocument.find({"organization_id": org})
-            .sort([("created_at", -1)])
+            .sort("-created_at")
             .limit(limit)
             .to_list()
         )
