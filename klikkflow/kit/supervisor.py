@@ -12,6 +12,7 @@ import contextlib
 import ctypes
 import os
 import pwd
+import random
 import signal
 import socket
 import subprocess
@@ -187,10 +188,22 @@ class Supervisor:
                 raise ServiceDied(name, returncode, _tail(self.log_path(name)), self.log_path(name))
 
 
+# Below Linux's ephemeral range (32768-60999): a port handed out here is never taken
+# meanwhile by the source port of some outgoing connection, so a service can be stopped
+# and started again on it.
+_FREE_PORT_RANGE = (20000, 32000)
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(_family_of(host)) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
+    for _ in range(200):
+        port = random.randrange(*_FREE_PORT_RANGE)
+        with socket.socket(_family_of(host)) as sock:
+            try:
+                sock.bind((host, port))
+            except OSError:
+                continue
+            return port
+    raise SupervisorError(f"no free port in {_FREE_PORT_RANGE} on {host}")
 
 
 async def http_ok(url: str, timeout: float = 1.0) -> bool:
