@@ -123,8 +123,19 @@ def test_up_starts_everything_stops_on_ctrl_c_and_keeps_data(tmp_path: Path):
         _read_until(again, "Ctrl-C stops everything", 180)
         logged = _graphql(env["KLIKKFLOW_ROUTER_PORT"], LOG_IN, {"e": "keep@example.com"})
         assert logged["data"]["logIn"]["__typename"] == "AuthPayload"  # survived the restart
+        children = psutil.Process(again.pid).children(recursive=True)
+        worker = next(c for c in children if c.cmdline()[-1:] == ["worker"])
+        worker.kill()
+        out, _ = again.communicate(timeout=60)
     finally:
-        _stop(again)
+        if again.poll() is None:
+            _stop(again)
+    # A child that dies is reported by name with the end of its log; the rest is stopped.
+    assert again.returncode == 1, out
+    assert "error: worker was killed by SIGKILL" in out, out
+    assert "worker.log" in out
+    time.sleep(0.5)
+    assert [c.pid for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE] == []
 
 
 def test_port_in_use_is_one_clear_line_and_nothing_is_left_running(tmp_path: Path):
