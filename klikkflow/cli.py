@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import logging
 import sys
 import textwrap
 from pathlib import Path
@@ -90,6 +91,9 @@ def _worker(burst: bool, check: bool) -> int:
     from klikkflow.kit.settings import WorkerSettings
     from workers import main as worker_main
 
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     settings = WorkerSettings()
     if check:
         return 0 if asyncio.run(worker_main.check(settings)) else 1
