@@ -66,6 +66,18 @@ def _parser() -> argparse.ArgumentParser:
 
     commands.add_parser("migrate", help="apply PostgreSQL migrations (alembic upgrade head)")
 
+    run = commands.add_parser("run", help="run a workflow file in this process (no servers)")
+    run.add_argument("workflow", type=Path, help="KlikkFlow or n8n workflow JSON")
+    run.add_argument(
+        "--input", type=Path, help="JSON file: the items (or one object) to start with"
+    )
+    run.add_argument("--start", help="name of the node to start from (default: the trigger)")
+    run.add_argument("--json", action="store_true", help="print the result as JSON")
+
+    nodes = commands.add_parser("nodes", help="the node catalog")
+    nodes.add_argument("action", choices=["list"])
+    nodes.add_argument("--json", action="store_true")
+
     schema = commands.add_parser("schema", help="the committed GraphQL contract in schemas/")
     schema.add_argument("action", choices=["export", "compose", "check"])
     return parser
@@ -156,6 +168,14 @@ def main(argv: list[str] | None = None) -> int:
         return _router(args.host, args.port)
     if args.command == "migrate":
         return _migrate()
+    if args.command == "run":
+        from klikkflow import local
+
+        return local.run(args.workflow, args.input, args.json, args.start)
+    if args.command == "nodes":
+        from klikkflow import local
+
+        return local.list_nodes(args.json)
     return _schema(args.action)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import json
 import subprocess
 import tempfile
 from pathlib import Path
@@ -26,9 +27,19 @@ def subgraph_sdl(name: str) -> str:
     return print_schema(schema).rstrip() + "\n"
 
 
+WORKFLOW_SCHEMA = "workflow.schema.json"
+
+
+def workflow_schema_text() -> str:
+    from klikkflow.engine.workflow import json_schema
+
+    return json.dumps(json_schema(), indent=2, sort_keys=True) + "\n"
+
+
 def export(target: Path = SCHEMAS_DIR) -> list[Path]:
     target.mkdir(parents=True, exist_ok=True)
-    written = []
+    (target / WORKFLOW_SCHEMA).write_text(workflow_schema_text())
+    written = [target / WORKFLOW_SCHEMA]
     for name in SUBGRAPHS:
         path = target / f"{name}.graphql"
         path.write_text(subgraph_sdl(name))
@@ -57,6 +68,9 @@ def compose(directory: Path = SCHEMAS_DIR) -> str:
 def check(directory: Path = SCHEMAS_DIR) -> None:
     """Raise SchemaDrift when code, subgraph SDL and supergraph disagree or fail to compose."""
     problems = []
+    workflow_path = directory / WORKFLOW_SCHEMA
+    if not workflow_path.exists() or workflow_path.read_text() != workflow_schema_text():
+        problems.append(f"{workflow_path} drifted from klikkflow/engine/workflow.py")
     for name in SUBGRAPHS:
         committed_path = directory / f"{name}.graphql"
         committed = committed_path.read_text() if committed_path.exists() else ""

@@ -57,8 +57,16 @@ def test_export_writes_what_the_running_schema_serves(tmp_path: Path):
         "ai.graphql",
         "executions.graphql",
         "identity.graphql",
+        "workflow.schema.json",
         "workflows.graphql",
     ]
     identity = (tmp_path / "identity.graphql").read_text()
     assert "specs.apollo.dev/federation/v2.9" in identity
     assert 'type User @key(fields: "id")' in identity
+
+
+def test_check_fails_when_the_workflow_json_schema_drifts(schemas_copy: Path):
+    path = schemas_copy / "workflow.schema.json"
+    path.write_text(path.read_text().replace('"maxTries"', '"maxAttempts"'))
+    with pytest.raises(schemas.SchemaDrift, match="workflow.schema.json drifted"):
+        schemas.check(schemas_copy)
