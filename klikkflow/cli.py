@@ -73,6 +73,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--start", help="name of the node to start from (default: the trigger)")
     run.add_argument("--json", action="store_true", help="print the result as JSON")
+    run.add_argument(
+        "--allow-private-network",
+        action="store_true",
+        help="let HTTP Request reach loopback and private addresses (refused by default)",
+    )
 
     nodes = commands.add_parser("nodes", help="the node catalog")
     nodes.add_argument("action", choices=["list"])
@@ -171,7 +176,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "run":
         from klikkflow import local
 
-        return local.run(args.workflow, args.input, args.json, args.start)
+        return local.run(
+            args.workflow, args.input, args.json, args.start, args.allow_private_network
+        )
     if args.command == "nodes":
         from klikkflow import local
 

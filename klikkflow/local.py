@@ -10,10 +10,13 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from klikkflow.engine import n8n
+from klikkflow.engine.context import SubWorkflowRunner
 from klikkflow.engine.graph import InvalidWorkflow, compile_workflow
 from klikkflow.engine.runner import NoStartNode, Runner
-from klikkflow.engine.state import Event, State
+from klikkflow.engine.state import Event, State, last_output
 from klikkflow.engine.workflow import Workflow
+from klikkflow.nodes.base import NodeError
+from klikkflow.nodes.http import SsrfPolicy
 from klikkflow.nodes.registry import NodeRegistry, RegistryError, default_registry
 
 
@@ -87,7 +90,60 @@ def _summary(state: State) -> dict[str, Any]:
     }
 
 
-async def run_file(path: Path, items_path: Path | None, as_json: bool, start: str | None) -> int:
+MAX_SUB_WORKFLOW_DEPTH = 10
+
+
+def find_workflow_file(directory: Path, workflow_id: str) -> Path:
+    """A sub-workflow, run from files: `<id>.json` beside the parent, or any JSON file
+    there whose top-level "id" is the id."""
+    direct = directory / f"{workflow_id}.json"
+    if direct.exists():
+        return direct
+    for candidate in sorted(directory.glob("*.json")):
+        try:
+            if json.loads(candidate.read_text()).get("id") == workflow_id:
+                return candidate
+        except (ValueError, AttributeError):
+            continue
+    raise NodeError(f"no workflow with id {workflow_id!r} in {directory}")
+
+
+def sub_workflow_runner(
+    directory: Path, registry: NodeRegistry, extras: dict[str, Any], depth: int = 0
+) -> SubWorkflowRunner:
+    async def run_sub(workflow_id: str, items: list[dict[str, Any]], wait: bool) -> Any:
+        if depth >= MAX_SUB_WORKFLOW_DEPTH:
+            raise NodeError(f"sub-workflows nest deeper than {MAX_SUB_WORKFLOW_DEPTH} levels")
+        graph = compile_workflow(
+            load_workflow(find_workflow_file(directory, workflow_id), registry), registry
+        )
+        triggers = [
+            n for n in graph.trigger_nodes() if graph.nodes[n].spec.type == "executeWorkflowTrigger"
+        ]
+        runner = Runner(
+            graph,
+            node_extras=extras,
+            sub_workflows=sub_workflow_runner(directory, registry, extras, depth + 1),
+        )
+        try:
+            state = await runner.run(items, start=triggers[0] if triggers else None)
+        finally:
+            runner.close()
+        if state.status.value == "failed":
+            reason = state.error.message if state.error else "unknown error"
+            raise NodeError(f"sub-workflow {workflow_id} failed: {reason}")
+        return last_output(state) if wait else None
+
+    return run_sub
+
+
+async def run_file(
+    path: Path,
+    items_path: Path | None,
+    as_json: bool,
+    start: str | None,
+    allow_private_network: bool = False,
+) -> int:
     registry = default_registry()
     try:
         workflow = load_workflow(path, registry)
@@ -101,7 +157,13 @@ async def run_file(path: Path, items_path: Path | None, as_json: bool, start: st
         print(f"{path}: {exc}", file=sys.stderr)
         return 2
     printer = _Printer(sys.stdout)
-    runner = Runner(graph, on_event=(lambda e: asyncio.sleep(0)) if as_json else printer)
+    extras: dict[str, Any] = {"ssrf_policy": SsrfPolicy(allow_private=allow_private_network)}
+    runner = Runner(
+        graph,
+        on_event=_quiet if as_json else printer,
+        node_extras=extras,
+        sub_workflows=sub_workflow_runner(path.parent, registry, extras),
+    )
     try:
         state = await runner.run(load_items(items_path), start=start)
     except NoStartNode as exc:
@@ -114,8 +176,18 @@ async def run_file(path: Path, items_path: Path | None, as_json: bool, start: st
     return 0 if state.status.value in ("succeeded", "waiting") else 1
 
 
-def run(path: Path, items_path: Path | None, as_json: bool, start: str | None) -> int:
-    return asyncio.run(run_file(path, items_path, as_json, start))
+async def _quiet(event: Event) -> None:
+    return None
+
+
+def run(
+    path: Path,
+    items_path: Path | None,
+    as_json: bool,
+    start: str | None,
+    allow_private_network: bool = False,
+) -> int:
+    return asyncio.run(run_file(path, items_path, as_json, start, allow_private_network))
 
 
 def list_nodes(as_json: bool) -> int:

@@ -46,6 +46,15 @@ class RunContext:
     credentials_loader: CredentialLoader = _no_credentials
     sub_workflows: SubWorkflowRunner = _no_sub_workflows
     log: logging.Logger = log
+    # Per-execution settings for particular nodes, read as attributes
+    # (e.g. `ssrf_policy` for HTTP Request, `sandbox_limits` for Code).
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self.__dict__["extras"][name]
+        except KeyError:
+            raise AttributeError(name) from None
 
     def evaluate(self, value: Any, items: list[Item], *, path: str) -> list[Any]:
         return self.expressions.evaluate(

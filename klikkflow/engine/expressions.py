@@ -84,6 +84,20 @@ def contains_expression(value: Any) -> bool:
     return False
 
 
+def strip_marker(value: Any) -> Any:
+    """n8n marks every expression parameter with a leading "=", also one without
+    `{{ }}`: "=high" means "high". Returns `value` itself when nothing changes."""
+    if isinstance(value, str):
+        return value[1:] if value.startswith("=") else value
+    if isinstance(value, dict):
+        stripped = {k: strip_marker(v) for k, v in value.items()}
+        return value if all(stripped[k] is value[k] for k in value) else stripped
+    if isinstance(value, list):
+        items = [strip_marker(v) for v in value]
+        return value if all(a is b for a, b in zip(items, value, strict=True)) else items
+    return value
+
+
 class ExpressionError(Exception):
     """An expression failed to compile or to evaluate for one item."""
 
@@ -475,7 +489,7 @@ class ExpressionEngine:
     ) -> list[Any]:
         """One resolved copy of ``value`` per item (one for an empty item list)."""
         if not contains_expression(value):
-            return [value] * max(len(items), 1)
+            return [strip_marker(value)] * max(len(items), 1)
         if self._context is None:
             raise RuntimeError("ExpressionEngine is closed")
         builder = self._builder(value, node_name, parameter_path)
@@ -504,7 +518,7 @@ class ExpressionEngine:
     ) -> Any:
         """``value`` resolved for ``items[item_index]``, with ``$input.all()`` still all items."""
         if not contains_expression(value):
-            return value
+            return strip_marker(value)
         results = self.evaluate(value, items, node_name=node_name, parameter_path=parameter_path)
         return results[item_index]
 

@@ -82,6 +82,7 @@ class Runner:
     sub_workflows: SubWorkflowRunner = _no_sub_workflows
     clock: Callable[[], datetime] = _utcnow
     max_concurrency: int = 16
+    node_extras: dict[str, Any] = field(default_factory=dict)  # see RunContext.extras
     state: State = field(default_factory=State)
 
     def __post_init__(self) -> None:
@@ -296,6 +297,7 @@ class Runner:
             clock=self.clock,
             credentials_loader=self.credentials_loader,
             sub_workflows=self.sub_workflows,
+            extras=self.node_extras,
         )
         return await node.impl.run(ctx, node.params, inputs)
 

@@ -200,3 +200,19 @@ class State(BaseModel):
         if self.parked is not None:
             active.add(self.parked.node)
         return active
+
+
+def last_output(state: State) -> list[Item]:
+    """What a finished execution returns to its caller (a parent workflow, a webhook in
+    lastNode mode): the first output port of the node that finished last, as in n8n."""
+    finished = [
+        run
+        for runs in state.runs.values()
+        for run in runs
+        if run.status == NodeStatus.SUCCEEDED and run.finished_at is not None and run.outputs
+    ]
+    if not finished:
+        return []
+    last = max(finished, key=lambda run: run.finished_at or datetime.min)
+    assert last.outputs is not None
+    return next((items for items in last.outputs.values() if items), [])

@@ -75,8 +75,9 @@ def test_detection() -> None:
             ['n=ann t=["a","b"] x=.', "n=bob t=[] x=."],
         ),
         ("{{ 1 }}{{ 2 }}", ["12", "12"]),
-        # no expression: returned as is
-        ("=plain", ["=plain", "=plain"]),
+        # no braces: the n8n marker "=" is dropped, the rest is plain text
+        ("=plain", ["plain", "plain"]),
+        ("plain", ["plain", "plain"]),
         (42, [42, 42]),
     ],
 )
@@ -349,3 +350,11 @@ def test_closed_engine_refuses_expressions(engine: ExpressionEngine) -> None:
     assert ev(engine, "plain", ITEMS[:1]) == ["plain"]
     with pytest.raises(RuntimeError, match="closed"):
         ev(engine, "{{ 1 }}")
+
+
+def test_a_leading_equals_marks_an_expression_even_without_braces(engine: ExpressionEngine) -> None:
+    # n8n stores "=high" for an expression field holding plain text: it means "high".
+    value = {"rightValue": "=high", "plain": "no marker", "list": ["=a", "b"]}
+    resolved = engine.evaluate(value, [{"json": {}}], node_name="If", parameter_path="conditions")
+    assert resolved == [{"rightValue": "high", "plain": "no marker", "list": ["a", "b"]}]
+    assert engine.evaluate_one("=x", [{"json": {}}], 0, node_name="If", parameter_path="p") == "x"
