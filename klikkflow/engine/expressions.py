@@ -19,6 +19,7 @@ from importlib import resources
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import orjson
 import quickjs
 
 Item = dict[str, Any]
@@ -68,6 +69,11 @@ _DATA_MEMORY_FACTOR = 8
 _encoder = json.JSONEncoder(
     separators=(",", ":"), ensure_ascii=False, check_circular=False, default=str
 )
+
+
+def _dump_items(value: Any) -> str:
+    """Bulk data (items, node outputs) crossing into JS: orjson is ~10x the stdlib here."""
+    return orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
 
 
 def is_expression(value: Any) -> bool:
@@ -329,7 +335,7 @@ class ExpressionEngine:
         self._timezone = timezone
         self._memory_limit = memory_limit
         self._time_limit = time_limit
-        self._outputs: dict[str, str] = {}  # node name -> items as JSON, not yet in JS
+        self._outputs: dict[str, list[Item]] = {}  # node name -> items, not yet in JS
         self._context: quickjs.Context | None = None
         self._new_context()
 
@@ -362,9 +368,10 @@ class ExpressionEngine:
     def set_node_output(self, node_name: str, items: list[Item], run_index: int = 0) -> None:
         """The main output of the node's latest run, for ``$node["Name"]`` and ``$("Name")``.
 
-        Serialized now, handed to JS only once an expression refers to the node.
+        Kept as is (nodes never change items they were given or gave out) and
+        serialized only once an expression refers to the node: most outputs never are.
         """
-        self._outputs[node_name] = _encoder.encode(items)
+        self._outputs[node_name] = items
         if node_name in self._loaded_outputs and self._context is not None:
             self._loaded_outputs.discard(node_name)
             self._context.eval("__kf.forgetOutput")(node_name)
@@ -372,7 +379,7 @@ class ExpressionEngine:
     def _load_outputs(self, names: frozenset[str] | None) -> None:
         wanted = self._outputs.keys() if names is None else names & self._outputs.keys()
         for name in wanted - self._loaded_outputs:
-            text = self._outputs[name]
+            text = _dump_items(self._outputs[name])
             self._data_size += len(text)
             self._set_output(name, text)
             self._loaded_outputs.add(name)
@@ -504,7 +511,7 @@ class ExpressionEngine:
         full = any(t.needs_items for t in builder.templates)
         items = items or [{"json": {}}]
         payload = items if full else [item.get("json", {}) for item in items]
-        text = _encoder.encode(payload)
+        text = _dump_items(payload)
         return self._call(builder, text, len(items), full, run_index, node_name)
 
     def evaluate_one(
@@ -539,7 +546,7 @@ class ExpressionEngine:
         finally:
             if self._context is ctx:
                 ctx.set_time_limit(-1)
-        return json.loads(result)
+        return orjson.loads(result)
 
     def _runtime_error(self, builder: _Builder, node: str, exc: Exception) -> ExpressionError:
         assert self._context is not None

@@ -116,7 +116,10 @@ class Runner:
 
     async def run(self, items: list[dict] | None = None, start: str | None = None) -> State:
         node = self.start_node(start)
-        await self._emit(ExecutionStarted(at=self.clock(), start_node=node, items=items or []))
+        started = ExecutionStarted.model_construct(
+            at=self.clock(), start_node=node, items=items or []
+        )
+        await self._emit(started)
         return await self.drive()
 
     async def resume(self, payload: Any = None) -> State:

@@ -470,19 +470,57 @@ def evaluate_conditions(
             right = ctx.evaluate(condition.right_value, items, path=f"{base}.rightValue")
         sides.append((condition, left, right))
     want_all = conditions.combinator == "and"
+    fast = [_fast_compare(condition, settings) for condition, _, _ in sides]
     results = []
     for item_index in range(len(items)):
         passed = want_all
         for index, (condition, left, right) in enumerate(sides):
             right_value = right[item_index] if right is not None else None
-            outcome = _check(
-                condition, left[item_index], right_value, index, item_index, ctx, settings
-            )
+            left_value = left[item_index]
+            compare = fast[index]
+            if (
+                compare is not None
+                and type(left_value) in _NUMBERS
+                and type(right_value) in _NUMBERS
+            ):
+                outcome = compare(left_value, right_value)
+            else:
+                outcome = _check(
+                    condition, left_value, right_value, index, item_index, ctx, settings
+                )
             if outcome != want_all:
                 passed = outcome
                 break
         results.append(passed)
     return results
+
+
+_NUMBERS = (int, float)  # exact types: bool, a subclass of int, takes the careful path
+_FAST_NUMBER_OPS: dict[str, Callable[[Any, Any], bool]] = {
+    "gt": lambda a, b: a > b,
+    "lt": lambda a, b: a < b,
+    "gte": lambda a, b: a >= b,
+    "lte": lambda a, b: a <= b,
+    "equals": lambda a, b: a == b,
+    "notEquals": lambda a, b: a != b,
+}
+
+
+def _fast_compare(
+    condition: Condition, settings: FilterSettings
+) -> Callable[[Any, Any], bool] | None:
+    """For number comparisons whose two sides are already plain numbers (the common case)
+    the careful path's parsing and type checks change nothing: compare directly. NaN
+    keeps the careful path (its rules differ)."""
+    operator = condition.operator
+    if operator.type != "number" or operator.right_value_type() != "number":
+        return None
+    compare = _FAST_NUMBER_OPS.get(operator.operation)
+    if compare is None:
+        return None
+    return lambda a, b: (
+        compare(a, b) if a == a and b == b else _compare(operator, a, b, False)  # noqa: PLR0124
+    )
 
 
 def _check(
