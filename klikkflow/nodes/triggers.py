@@ -4,6 +4,7 @@ the platform's business, described by the parameters here."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -87,6 +88,16 @@ class ScheduleParams(Parameters):
             except (ZoneInfoNotFoundError, ValueError) as exc:
                 raise ValueError(f"unknown time zone {value!r}") from exc
         return value
+
+
+def next_fire(params: ScheduleParams, after: datetime, default_timezone: str = "UTC") -> datetime:
+    """The first tick of any rule strictly after `after`, in UTC. Cron fields are read in
+    the schedule's time zone (else the workflow's), so "0 9 * * *" stays 09:00 local
+    across daylight-saving changes."""
+    zone = ZoneInfo(params.timezone or default_timezone)
+    local = after.astimezone(zone)
+    ticks = [croniter(rule.expression, local).get_next(datetime) for rule in params.rule.interval]
+    return min(ticks).astimezone(UTC)
 
 
 class ScheduleTrigger(_Trigger):
