@@ -221,3 +221,15 @@ def test_an_invalid_workflow_file_lists_its_problems(tmp_path: Path):
     assert result.returncode == 2
     assert "nodes['Score batch'].type: unknown node type 'doesNotExist'" in result.stderr
     assert "connections[5].target: no node named 'Nowhere'" in result.stderr
+
+
+async def test_orders_report():
+    state = await run_example("orders-report.json")
+    assert state.status == ExecutionStatus.SUCCEEDED, state.error
+    # Replays dropped, refunds filtered (case-insensitively "paid"), times in Oslo.
+    assert out(state, "Report") == [
+        {
+            "topOrders": ["o3", "o5", "o1"],
+            "paidLocal": ["2026-11-24 09:15", "2026-11-24 17:45", "2026-11-24 23:30"],
+        }
+    ]
