@@ -13,6 +13,7 @@ from functools import partial
 from redis.asyncio import Redis
 
 from klikkflow.kit import embedded, migrations
+from klikkflow.kit.auth import JWKS_PATH
 from klikkflow.kit.settings import SUBGRAPHS, PlatformSettings
 from klikkflow.kit.stores import WORKER_HEALTH_KEY
 from klikkflow.kit.supervisor import ServiceSpec, Supervisor, http_ok
@@ -37,6 +38,7 @@ class Platform:
             "KLIKKFLOW_DATABASE_URL": self.database_url,
             "KLIKKFLOW_REDIS_URL": self.redis_url,
             "KLIKKFLOW_SECRET_KEY": settings.secret_key,
+            "KLIKKFLOW_JWKS_URL": (f"http://{settings.host}:{settings.identity_port}{JWKS_PATH}"),
         }
 
 

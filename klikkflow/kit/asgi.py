@@ -11,7 +11,7 @@ import strawberry
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.routing import Route, WebSocketRoute
+from starlette.routing import BaseRoute, Route, WebSocketRoute
 
 from klikkflow.kit.graphql import ServiceHealth, SubgraphGraphQL
 from klikkflow.kit.health import probe_all
@@ -44,7 +44,11 @@ async def _readyz(request: Request) -> JSONResponse:
 
 
 def subgraph_app(
-    name: str, schema: Any, settings: SubgraphSettings, lifespan: Lifespan
+    name: str,
+    schema: Any,
+    settings: SubgraphSettings,
+    lifespan: Lifespan,
+    routes: list[BaseRoute] | None = None,
 ) -> Starlette:
     """Build a subgraph. `lifespan` opens its stores and sets `app.state.health_checks`."""
     graphql_app = SubgraphGraphQL(
@@ -56,6 +60,7 @@ def subgraph_app(
             WebSocketRoute("/graphql", graphql_app),
             Route("/healthz", _healthz),
             Route("/readyz", _readyz),
+            *(routes or []),
         ],
         lifespan=lifespan,
     )

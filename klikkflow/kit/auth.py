@@ -1,23 +1,32 @@
 """Access tokens and the Viewer every subgraph builds from `Authorization`.
 
-Tokens are HS256 JWTs signed with KLIKKFLOW_SECRET_KEY for now; the identity issue
-replaces the key with a JWKS-published key set without changing this interface.
+The identity subgraph signs short-lived ES256 JWTs with keys it publishes at
+`/.well-known/jwks.json`; every subgraph verifies them against that key set (cached,
+refetched when a token names a key it has not seen, so rotation needs no restart).
+Old keys stay published until the tokens they signed have expired.
 """
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import json
+import secrets
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import httpx
 from joserfc import jwt
 from joserfc.errors import JoseError
-from joserfc.jwk import OctKey
+from joserfc.jwk import ECKey, KeySet
 
 from klikkflow.kit.settings import AuthSettings
 
 ROLES = ("owner", "admin", "editor", "viewer")
+ALGORITHM = "ES256"
+JWKS_PATH = "/.well-known/jwks.json"
 
 
 @dataclass(frozen=True)
@@ -26,46 +35,121 @@ class Viewer:
     organization_id: str
     role: str
     scopes: frozenset[str] = field(default_factory=frozenset)
+    session_id: str | None = None
 
 
 class InvalidToken(Exception):
     pass
 
 
-def _key(settings: AuthSettings) -> OctKey:
-    return OctKey.import_key(settings.secret_key.encode())
+def new_signing_key(kid: str | None = None) -> ECKey:
+    kid = kid or f"k{int(time.time())}-{secrets.token_hex(4)}"
+    return ECKey.generate_key(
+        "P-256", parameters={"kid": kid, "use": "sig", "alg": ALGORITHM}, private=True
+    )
 
 
-def issue_access_token(
-    settings: AuthSettings, user_id: str, organization_id: str, role: str
+def sign_access_token(
+    key: ECKey,
+    settings: AuthSettings,
+    *,
+    user_id: str,
+    organization_id: str,
+    role: str,
+    session_id: str | None = None,
+    now: int | None = None,
 ) -> str:
-    now = int(time.time())
+    now = int(time.time()) if now is None else now
     claims = {
         "iss": settings.token_issuer,
+        "aud": settings.token_audience,
         "sub": user_id,
         "org": organization_id,
         "role": role,
+        "sid": session_id,
         "iat": now,
+        "nbf": now - 5,
         "exp": now + settings.access_token_ttl_seconds,
+        "jti": secrets.token_urlsafe(12),
     }
-    return jwt.encode({"alg": "HS256"}, claims, _key(settings))
+    return jwt.encode({"alg": ALGORITHM, "kid": key.kid}, claims, key, algorithms=[ALGORITHM])
 
 
-def verify_access_token(settings: AuthSettings, token: str) -> Viewer:
+def _viewer(claims: Mapping[str, Any]) -> Viewer:
+    role = claims.get("role")
+    if role not in ROLES or not isinstance(claims.get("org"), str):
+        raise InvalidToken("token lacks an organization or a known role")
+    sid = claims.get("sid")
+    return Viewer(
+        user_id=claims["sub"],
+        organization_id=claims["org"],
+        role=role,
+        session_id=sid if isinstance(sid, str) else None,
+    )
+
+
+def decode_access_token(keys: KeySet, settings: AuthSettings, token: str) -> Viewer:
     try:
-        decoded = jwt.decode(token, _key(settings), algorithms=["HS256"])
+        decoded = jwt.decode(token, keys, algorithms=[ALGORITHM])
         jwt.JWTClaimsRegistry(
             iss={"essential": True, "value": settings.token_issuer},
+            aud={"essential": True, "value": settings.token_audience},
             sub={"essential": True},
             exp={"essential": True},
         ).validate(decoded.claims)
     except (JoseError, ValueError) as exc:
-        raise InvalidToken(str(exc)) from exc
-    claims = decoded.claims
-    role = claims.get("role")
-    if role not in ROLES or not isinstance(claims.get("org"), str):
-        raise InvalidToken("token lacks an organization or a known role")
-    return Viewer(user_id=claims["sub"], organization_id=claims["org"], role=role)
+        raise InvalidToken(str(exc) or type(exc).__name__) from exc
+    return _viewer(decoded.claims)
+
+
+class JwksVerifier:
+    """Verifies access tokens against the identity subgraph's published keys."""
+
+    def __init__(
+        self, settings: AuthSettings, *, refresh_after: float = 300.0, min_refetch: float = 2.0
+    ) -> None:
+        self.settings = settings
+        self.refresh_after, self.min_refetch = refresh_after, min_refetch
+        self._keys: KeySet | None = None
+        self._fetched_at = 0.0
+        self._lock = asyncio.Lock()
+
+    async def _fetch(self) -> KeySet:
+        async with httpx.AsyncClient(timeout=5, trust_env=False) as client:
+            response = await client.get(self.settings.jwks_url)
+            response.raise_for_status()
+            return KeySet.import_key_set(response.json())
+
+    async def keys(self, *, force: bool = False) -> KeySet:
+        async with self._lock:
+            age = time.monotonic() - self._fetched_at
+            stale = self._keys is None or age > self.refresh_after
+            if stale or (force and age > self.min_refetch):
+                try:
+                    self._keys = await self._fetch()
+                    self._fetched_at = time.monotonic()
+                except (httpx.HTTPError, ValueError) as exc:
+                    if self._keys is None:
+                        raise InvalidToken(f"signing keys unavailable: {exc}") from exc
+            assert self._keys is not None
+            return self._keys
+
+    async def verify(self, token: str) -> Viewer:
+        keys = await self.keys()
+        kid = _header_kid(token)
+        if kid is not None and kid not in {k.kid for k in keys.keys}:
+            keys = await self.keys(force=True)  # a key rotated in since we last looked
+        return decode_access_token(keys, self.settings, token)
+
+
+def _header_kid(token: str) -> str | None:
+    try:
+        head = token.split(".", 1)[0]
+        header = json.loads(base64.urlsafe_b64decode(head + "=" * (-len(head) % 4)))
+    except (ValueError, UnicodeDecodeError):
+        return None
+    kid = header.get("kid") if isinstance(header, dict) else None
+    return kid if isinstance(kid, str) else None
 
 
 def bearer_token(headers: Mapping[str, Any]) -> str | None:
@@ -78,13 +162,9 @@ def bearer_token(headers: Mapping[str, Any]) -> str | None:
     return None
 
 
-def viewer_from_headers(
-    settings: AuthSettings, *sources: Mapping[str, Any] | None
-) -> Viewer | None:
-    """The first bearer token found in the given header maps; None when there is none.
-
-    A present but invalid token raises InvalidToken: a bad credential is not anonymous.
-    """
+def find_token(*sources: Mapping[str, Any] | None) -> str | None:
+    """The first bearer token in the given header maps (HTTP headers, then a WebSocket
+    connection_init payload, which may nest them under "headers")."""
     for headers in sources:
         if not headers:
             continue
@@ -92,5 +172,5 @@ def viewer_from_headers(
         if token is None and isinstance(headers.get("headers"), Mapping):
             token = bearer_token(headers["headers"])
         if token is not None:
-            return verify_access_token(settings, token)
+            return token
     return None

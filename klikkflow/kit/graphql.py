@@ -11,8 +11,9 @@ from starlette.requests import Request
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.extensions import MaskErrors
+from strawberry.types.unset import UNSET, UnsetType
 
-from klikkflow.kit.auth import InvalidToken, Viewer, viewer_from_headers
+from klikkflow.kit.auth import InvalidToken, JwksVerifier, Viewer, find_token
 from klikkflow.kit.health import StoreStatus
 from klikkflow.kit.settings import AuthSettings
 
@@ -41,8 +42,9 @@ def mask_errors() -> MaskErrors:
 
 @dataclass
 class Context:
-    """Per-request (or per-WebSocket) context; the viewer is read lazily because over
-    graphql-transport-ws the token arrives in `connection_init`, after the context exists."""
+    """Per-request (or per-WebSocket) context. The viewer is established from the token
+    before any resolver runs: at request start over HTTP, at `connection_init` over
+    graphql-transport-ws (the token travels in its payload)."""
 
     request: Request | WebSocket
     response: Any
@@ -50,13 +52,24 @@ class Context:
     state: Any
     connection_params: dict[str, Any] | None = None
     loaders: dict[str, Any] = field(default_factory=dict)
+    token_error: str | None = None
+    _viewer: Viewer | None = None
+
+    async def authenticate(self, verifier: JwksVerifier) -> None:
+        token = find_token(self.request.headers, self.connection_params)
+        self._viewer, self.token_error = None, None
+        if token is None:
+            return
+        try:
+            self._viewer = await verifier.verify(token)
+        except InvalidToken as exc:
+            self.token_error = str(exc)
 
     @property
     def viewer(self) -> Viewer | None:
-        try:
-            return viewer_from_headers(self.settings, self.request.headers, self.connection_params)
-        except InvalidToken as exc:
-            raise NotAuthenticated(f"invalid token: {exc}") from exc
+        if self.token_error is not None:  # a bad credential is refused, not anonymous
+            raise NotAuthenticated(f"invalid token: {self.token_error}")
+        return self._viewer
 
     def require_viewer(self) -> Viewer:
         viewer = self.viewer
@@ -66,14 +79,21 @@ class Context:
 
 
 class SubgraphGraphQL(GraphQL[Context, None]):
-    """Strawberry's ASGI app with our context (settings and app state attached)."""
+    """Strawberry's ASGI app with our context (settings, app state and the viewer)."""
 
     def __init__(self, schema: Any, settings: AuthSettings, **kwargs: Any) -> None:
         super().__init__(schema, keep_alive=True, keep_alive_interval=15, **kwargs)
         self.settings = settings
+        self.verifier = JwksVerifier(settings)
 
     async def get_context(self, request: Request | WebSocket, response: Any) -> Context:
-        return Context(request, response, self.settings, request.app.state)
+        context = Context(request, response, self.settings, request.app.state)
+        await context.authenticate(self.verifier)
+        return context
+
+    async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
+        await context.authenticate(self.verifier)
+        return UNSET
 
 
 @strawberry.federation.interface(description="Every expected failure implements Error.")

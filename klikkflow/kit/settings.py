@@ -37,18 +37,24 @@ class StoreSettings(_Base):
     mongo_uri: str = Field(default="", description="MongoDB URI, e.g. mongodb://host:27017")
     mongo_db: str = Field(default="klikkflow", description="MongoDB database name")
     database_url: str = Field(
-        "", description="PostgreSQL URL (postgresql+asyncpg://user:pw@host:port/db)"
+        default="", description="PostgreSQL URL (postgresql+asyncpg://user:pw@host:port/db)"
     )
     redis_url: str = Field(default="", description="Redis URL, e.g. redis://127.0.0.1:6379/0")
 
 
 class AuthSettings(_Base):
     secret_key: str = Field(
-        "dev-insecure-change-me-klikkflow-secret",
-        description="Key that signs access tokens (HS256) until the identity issue brings JWKS",
+        default="dev-insecure-change-me-klikkflow-secret",
+        description="Master secret: seals signing keys and MFA secrets at rest",
     )
     token_issuer: str = "klikkflow"
+    token_audience: str = "klikkflow-api"
     access_token_ttl_seconds: int = 900
+    refresh_token_ttl_seconds: int = 30 * 86_400
+    jwks_url: str = Field(
+        default=f"http://127.0.0.1:{DEFAULT_PORTS['identity']}/.well-known/jwks.json",
+        description="Where the identity subgraph publishes its token signing keys",
+    )
 
 
 class SubgraphSettings(StoreSettings, AuthSettings):

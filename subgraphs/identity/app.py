@@ -6,11 +6,16 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
 
 from klikkflow.kit.asgi import subgraph_app
+from klikkflow.kit.auth import JWKS_PATH
 from klikkflow.kit.health import mongo_check
 from klikkflow.kit.settings import SubgraphSettings
 from klikkflow.kit.stores import init_mongo
+from subgraphs.identity.keys import keys as signing_keys
 from subgraphs.identity.models import DOCUMENTS
 from subgraphs.identity.schema import schema
 
@@ -22,9 +27,14 @@ def create_app(settings: SubgraphSettings | None = None) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         mongo = await init_mongo(settings.mongo_uri, settings.mongo_db, DOCUMENTS)
         app.state.health_checks = {"mongo": mongo_check(mongo)}
+        await signing_keys.signing_key(settings)  # the first start creates a key
         try:
             yield
         finally:
             await mongo.close()
 
-    return subgraph_app("identity", schema, settings, lifespan)
+    async def jwks(request: Request) -> JSONResponse:
+        body = await signing_keys.jwks(settings)
+        return JSONResponse(body, headers={"cache-control": "public, max-age=60"})
+
+    return subgraph_app("identity", schema, settings, lifespan, routes=[Route(JWKS_PATH, jwks)])

@@ -45,4 +45,58 @@ class MembershipDocument(Document):
         ]
 
 
-DOCUMENTS = [OrganizationDocument, UserDocument, MembershipDocument]
+class SigningKeyDocument(Document):
+    """A token signing key; the private half sealed with a key derived from the secret."""
+
+    kid: Annotated[str, Indexed(unique=True)]
+    private_sealed: str
+    public_jwk: dict[str, str]
+    created_at: datetime = Field(default_factory=_now)
+    # Signing stops at retired_at; the key stays published until tokens it signed expire.
+    retired_at: datetime | None = None
+
+    class Settings:
+        name = "signing_keys"
+
+
+class SessionDocument(Document):
+    """One signed-in device: a family of rotating refresh tokens."""
+
+    user_id: PydanticObjectId
+    organization_id: PydanticObjectId
+    created_at: datetime = Field(default_factory=_now)
+    last_used_at: datetime = Field(default_factory=_now)
+    expires_at: datetime
+    revoked_at: datetime | None = None
+    revoked_reason: str | None = None
+    user_agent: str = ""
+    ip: str = ""
+
+    class Settings:
+        name = "sessions"
+        indexes = [IndexModel([("user_id", ASCENDING), ("created_at", ASCENDING)])]
+
+
+class RefreshTokenDocument(Document):
+    token_hash: Annotated[str, Indexed(unique=True)]
+    session_id: PydanticObjectId
+    issued_at: datetime = Field(default_factory=_now)
+    expires_at: datetime
+    used_at: datetime | None = None
+
+    class Settings:
+        name = "refresh_tokens"
+        indexes = [
+            IndexModel([("session_id", ASCENDING)]),
+            IndexModel([("expires_at", ASCENDING)], expireAfterSeconds=86_400),
+        ]
+
+
+DOCUMENTS = [
+    OrganizationDocument,
+    UserDocument,
+    MembershipDocument,
+    SigningKeyDocument,
+    SessionDocument,
+    RefreshTokenDocument,
+]

@@ -6,28 +6,39 @@ from klikkflow.kit.asgi import service_health
 from klikkflow.kit.graphql import (
     FEDERATION_VERSION,
     FieldError,
+    NotFoundError,
     ServiceHealth,
     ValidationError,
     mask_errors,
 )
 from subgraphs.identity.loaders import user_loader
-from subgraphs.identity.service import InvalidCredentials, InvalidInput, Session
+from subgraphs.identity.service import Client, InvalidCredentials, InvalidInput, InvalidRefreshToken
+from subgraphs.identity.service import Session as SignedIn
 from subgraphs.identity.service import identity as identity_service
 from subgraphs.identity.types import (
     AuthPayload,
     InvalidCredentialsError,
+    InvalidTokenError,
     LogInInput,
     LogInResult,
     Organization,
+    RefreshTokenInput,
+    RefreshTokenResult,
+    RevokeSessionInput,
+    RevokeSessionResult,
+    RevokeSessionSuccess,
+    Session,
     SignUpInput,
     SignUpResult,
     User,
 )
 
 
-def _payload(session: Session) -> AuthPayload:
+def _payload(session: SignedIn) -> AuthPayload:
     return AuthPayload(
         access_token=session.access_token,
+        expires_in=session.expires_in,
+        refresh_token=session.refresh_token,
         user=User.from_model(session.user),
         organization=Organization.from_model(session.organization),
         role=session.role,
@@ -46,6 +57,21 @@ class Query:
         found = await user_loader(info.context).load(viewer.user_id)
         return User.from_model(found) if found else None
 
+    @strawberry.field(description="Your active sessions, most recently used first.")
+    async def sessions(self, info: strawberry.Info) -> list[Session]:
+        viewer = info.context.require_viewer()
+        return [
+            Session(
+                id=strawberry.ID(str(s.id)),
+                created_at=s.created_at,
+                last_used_at=s.last_used_at,
+                expires_at=s.expires_at,
+                user_agent=s.user_agent,
+                current=str(s.id) == viewer.session_id,
+            )
+            for s in await identity_service.sessions(viewer)
+        ]
+
     @strawberry.field(description="A member of your organization, by id.")
     async def user(self, info: strawberry.Info, id: strawberry.ID) -> User | None:
         found = await user_loader(info.context).load(str(id))
@@ -56,6 +82,12 @@ class Query:
         viewer = info.context.require_viewer()
         found = await identity_service.organization(viewer, str(id))
         return Organization.from_model(found) if found else None
+
+
+def _client(info: strawberry.Info) -> Client:
+    request = info.context.request
+    host = request.client.host if request.client else ""
+    return Client(user_agent=request.headers.get("user-agent", ""), ip=host)
 
 
 @strawberry.type
@@ -69,6 +101,7 @@ class Mutation:
                 input.name,
                 input.password,
                 input.organization_name,
+                _client(info),
             )
         except InvalidInput as exc:
             fields = [FieldError(path=k, message=v) for k, v in exc.problems.items()]
@@ -84,6 +117,32 @@ class Mutation:
         except InvalidCredentials:
             return InvalidCredentialsError(message="invalid e-mail or password")
         return _payload(session)
+
+    @strawberry.mutation(description="Trade a refresh token for a new token pair.")
+    async def refresh_token(
+        self, info: strawberry.Info, input: RefreshTokenInput
+    ) -> RefreshTokenResult:
+        try:
+            session = await identity_service.refresh(info.context.settings, input.refresh_token)
+        except InvalidRefreshToken:
+            return InvalidTokenError(message="invalid refresh token")
+        return _payload(session)
+
+    @strawberry.mutation(description="Sign out: end the session of the token in use.")
+    async def log_out(self, info: strawberry.Info) -> bool:
+        viewer = info.context.require_viewer()
+        if viewer.session_id is None:
+            return False
+        return await identity_service.revoke_session(viewer, viewer.session_id, "logged out")
+
+    @strawberry.mutation(description="End one of your sessions (a lost device, say).")
+    async def revoke_session(
+        self, info: strawberry.Info, input: RevokeSessionInput
+    ) -> RevokeSessionResult:
+        viewer = info.context.require_viewer()
+        if await identity_service.revoke_session(viewer, str(input.id), "revoked by user"):
+            return RevokeSessionSuccess(id=input.id)
+        return NotFoundError(message=f"session {input.id} not found", id=input.id)
 
 
 schema = strawberry.federation.Schema(

@@ -3,17 +3,27 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import re
 import secrets
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import VerificationError
+from beanie import PydanticObjectId
 from pymongo.errors import DuplicateKeyError
 
-from klikkflow.kit.auth import Viewer, issue_access_token
+from klikkflow.kit.auth import Viewer, sign_access_token
 from klikkflow.kit.settings import AuthSettings
-from subgraphs.identity.models import MembershipDocument, OrganizationDocument, UserDocument
+from subgraphs.identity.keys import keys as signing_keys
+from subgraphs.identity.models import (
+    MembershipDocument,
+    OrganizationDocument,
+    RefreshTokenDocument,
+    SessionDocument,
+    UserDocument,
+)
 from subgraphs.identity.repository import repository
 
 MIN_PASSWORD_LENGTH = 10
@@ -33,12 +43,31 @@ class InvalidCredentials(Exception):
     pass
 
 
+class InvalidRefreshToken(Exception):
+    """Unknown, expired, revoked or already used (a reuse also revokes its session)."""
+
+
 @dataclass(frozen=True)
 class Session:
     user: UserDocument
     organization: OrganizationDocument
     role: str
     access_token: str
+    refresh_token: str
+    session_id: str
+    expires_in: int
+
+
+@dataclass(frozen=True)
+class Client:
+    """Who is signing in from where (kept on the session, shown in the session list)."""
+
+    user_agent: str = ""
+    ip: str = ""
+
+
+def _hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
 
 
 def _slugify(name: str) -> str:
@@ -60,7 +89,13 @@ class IdentityService:
             raise InvalidInput(problems)
 
     async def sign_up(
-        self, settings: AuthSettings, email: str, name: str, password: str, org_name: str
+        self,
+        settings: AuthSettings,
+        email: str,
+        name: str,
+        password: str,
+        org_name: str,
+        client: Client = Client(),  # noqa: B008 - frozen, immutable
     ) -> Session:
         email = email.strip().lower()
         self._check_sign_up(email, name, password, org_name)
@@ -87,9 +122,15 @@ class IdentityService:
             if organization.id is not None:
                 await organization.delete()
             raise
-        return self._session(settings, user, organization, "owner")
+        return await self._open_session(settings, user, organization, "owner", client)
 
-    async def log_in(self, settings: AuthSettings, email: str, password: str) -> Session:
+    async def log_in(
+        self,
+        settings: AuthSettings,
+        email: str,
+        password: str,
+        client: Client = Client(),  # noqa: B008 - frozen, immutable
+    ) -> Session:
         user = await repository.user_by_email(email.strip().lower())
         try:
             await asyncio.to_thread(
@@ -105,13 +146,110 @@ class IdentityService:
         )
         if membership is None or organization is None:
             raise InvalidCredentials()
-        return self._session(settings, user, organization, membership.role)
+        return await self._open_session(settings, user, organization, membership.role, client)
 
-    def _session(
-        self, settings: AuthSettings, user: UserDocument, org: OrganizationDocument, role: str
+    async def _open_session(
+        self,
+        settings: AuthSettings,
+        user: UserDocument,
+        org: OrganizationDocument,
+        role: str,
+        client: Client,
     ) -> Session:
-        token = issue_access_token(settings, str(user.id), str(org.id), role)
-        return Session(user, org, role, token)
+        now = datetime.now(UTC)
+        session = SessionDocument(
+            user_id=user.id,  # type: ignore[arg-type]
+            organization_id=org.id,  # type: ignore[arg-type]
+            expires_at=now + timedelta(seconds=settings.refresh_token_ttl_seconds),
+            user_agent=client.user_agent[:300],
+            ip=client.ip,
+        )
+        await session.insert()
+        return await self._tokens(settings, user, org, role, session)
+
+    async def _tokens(
+        self,
+        settings: AuthSettings,
+        user: UserDocument,
+        org: OrganizationDocument,
+        role: str,
+        session: SessionDocument,
+    ) -> Session:
+        refresh = f"rt_{secrets.token_urlsafe(32)}"
+        await RefreshTokenDocument(
+            token_hash=_hash_token(refresh),
+            session_id=session.id,  # type: ignore[arg-type]
+            expires_at=session.expires_at,
+        ).insert()
+        access = sign_access_token(
+            await signing_keys.signing_key(settings),
+            settings,
+            user_id=str(user.id),
+            organization_id=str(org.id),
+            role=role,
+            session_id=str(session.id),
+        )
+        return Session(
+            user, org, role, access, refresh, str(session.id), settings.access_token_ttl_seconds
+        )
+
+    async def refresh(self, settings: AuthSettings, refresh_token: str) -> Session:
+        """Trade a refresh token for a new pair. Each token works once: presenting a spent
+        one means it was stolen (or replayed), so its whole session is revoked."""
+        now = datetime.now(UTC)
+        stored = await RefreshTokenDocument.find_one(
+            RefreshTokenDocument.token_hash == _hash_token(refresh_token)
+        )
+        if stored is None or stored.expires_at.replace(tzinfo=UTC) < now:
+            raise InvalidRefreshToken()
+        session = await SessionDocument.get(stored.session_id)
+        if session is None or session.revoked_at is not None:
+            raise InvalidRefreshToken()
+        claimed = await RefreshTokenDocument.find_one(
+            RefreshTokenDocument.id == stored.id,
+            RefreshTokenDocument.used_at == None,  # noqa: E711
+        ).update({"$set": {"used_at": now}})
+        if getattr(claimed, "modified_count", 0) != 1:
+            await self._revoke(session, "refresh token reused")
+            raise InvalidRefreshToken()
+        user = await UserDocument.get(session.user_id)
+        membership = await MembershipDocument.find_one(
+            MembershipDocument.user_id == session.user_id,
+            MembershipDocument.organization_id == session.organization_id,
+        )
+        org = await repository.organization(str(session.organization_id))
+        if user is None or membership is None or org is None:  # removed meanwhile
+            await self._revoke(session, "membership ended")
+            raise InvalidRefreshToken()
+        session.last_used_at = now
+        await session.save()
+        return await self._tokens(settings, user, org, membership.role, session)
+
+    async def _revoke(self, session: SessionDocument, reason: str) -> None:
+        if session.revoked_at is None:
+            session.revoked_at, session.revoked_reason = datetime.now(UTC), reason
+            await session.save()
+
+    async def sessions(self, viewer: Viewer) -> list[SessionDocument]:
+        return (
+            await SessionDocument.find(
+                SessionDocument.user_id == PydanticObjectId(viewer.user_id),
+                SessionDocument.revoked_at == None,  # noqa: E711
+                SessionDocument.expires_at > datetime.now(UTC),
+            )
+            .sort("-last_used_at")
+            .to_list()
+        )
+
+    async def revoke_session(self, viewer: Viewer, session_id: str, reason: str) -> bool:
+        """Revoke one of the viewer's own sessions; False when there is no such session."""
+        if not PydanticObjectId.is_valid(session_id):
+            return False
+        session = await SessionDocument.get(PydanticObjectId(session_id))
+        if session is None or str(session.user_id) != viewer.user_id:
+            return False
+        await self._revoke(session, reason)
+        return True
 
     async def users(self, viewer: Viewer, user_ids: list[str]) -> list[UserDocument | None]:
         found = await repository.users_in_organization(viewer.organization_id, user_ids)

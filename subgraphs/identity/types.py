@@ -5,7 +5,7 @@ from typing import Annotated
 
 import strawberry
 
-from klikkflow.kit.graphql import Error, ValidationError
+from klikkflow.kit.graphql import Error, NotFoundError, ValidationError
 from subgraphs.identity.models import OrganizationDocument, UserDocument
 
 
@@ -57,6 +57,10 @@ class LogInInput:
 @strawberry.type(description="A signed-in session.")
 class AuthPayload:
     access_token: str = strawberry.field(description="Bearer token for the Authorization header.")
+    expires_in: int = strawberry.field(description="Seconds until the access token expires.")
+    refresh_token: str = strawberry.field(
+        description="Trade it for a new pair with refreshToken; it works once."
+    )
     user: User = strawberry.field(description="The signed-in user.")
     organization: Organization = strawberry.field(description="The active organization.")
     role: str = strawberry.field(description="The user's role in that organization.")
@@ -67,10 +71,48 @@ class InvalidCredentialsError(Error):
     pass
 
 
+@strawberry.type(description="A device you are signed in on.")
+class Session:
+    id: strawberry.ID = strawberry.field(description="Session id (revokeSession takes it).")
+    created_at: datetime = strawberry.field(description="When you signed in.")
+    last_used_at: datetime = strawberry.field(description="When its token was last refreshed.")
+    expires_at: datetime = strawberry.field(description="When it ends unless refreshed.")
+    user_agent: str = strawberry.field(description="The client that signed in.")
+    current: bool = strawberry.field(description="Whether this request comes from it.")
+
+
+@strawberry.input(description="A refresh token to trade for a new token pair.")
+class RefreshTokenInput:
+    refresh_token: str = strawberry.field(description="The refresh token last received.")
+
+
+@strawberry.input(description="A session to end.")
+class RevokeSessionInput:
+    id: strawberry.ID = strawberry.field(description="The session's id.")
+
+
+@strawberry.type(description="The refresh token is unknown, expired, revoked or spent.")
+class InvalidTokenError(Error):
+    pass
+
+
+@strawberry.type(description="The session was ended.")
+class RevokeSessionSuccess:
+    id: strawberry.ID = strawberry.field(description="The ended session.")
+
+
 SignUpResult = Annotated[
     AuthPayload | ValidationError, strawberry.union("SignUpResult", description="Sign-up outcome.")
 ]
 LogInResult = Annotated[
     AuthPayload | InvalidCredentialsError,
     strawberry.union("LogInResult", description="Log-in outcome."),
+]
+RefreshTokenResult = Annotated[
+    AuthPayload | InvalidTokenError,
+    strawberry.union("RefreshTokenResult", description="Refresh outcome."),
+]
+RevokeSessionResult = Annotated[
+    RevokeSessionSuccess | NotFoundError,
+    strawberry.union("RevokeSessionResult", description="Outcome of revokeSession."),
 ]

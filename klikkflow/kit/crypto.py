@@ -1,0 +1,41 @@
+"""Secrets at rest: AES-256-GCM sealing under keys derived from the platform secret."""
+
+from __future__ import annotations
+
+import base64
+import os
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+VERSION = "v1"
+
+
+class SealError(Exception):
+    pass
+
+
+def derive_key(secret: str, purpose: str) -> bytes:
+    """A 32-byte key for one purpose ("signing keys", "mfa", ...) from the master secret."""
+    return HKDF(
+        algorithm=hashes.SHA256(), length=32, salt=None, info=f"klikkflow {purpose}".encode()
+    ).derive(secret.encode())
+
+
+def seal(plaintext: bytes, key: bytes, context: bytes) -> str:
+    nonce = os.urandom(12)
+    sealed = AESGCM(key).encrypt(nonce, plaintext, context)
+    return f"{VERSION}.{base64.urlsafe_b64encode(nonce + sealed).decode()}"
+
+
+def unseal(token: str, key: bytes, context: bytes) -> bytes:
+    version, _, body = token.partition(".")
+    if version != VERSION:
+        raise SealError(f"unknown sealed format {version!r}")
+    try:
+        raw = base64.urlsafe_b64decode(body)
+        return AESGCM(key).decrypt(raw[:12], raw[12:], context)
+    except (InvalidTag, ValueError) as exc:
+        raise SealError("sealed value was tampered with or sealed under another key") from exc
