@@ -143,3 +143,50 @@ async def test_knowledge_base_lives_in_postgres_per_organization(platform, clien
     assert mine["knowledgeBase"] == {"name": "Docs"}
     theirs = data(await gql(client, platform.router_url, query, {"id": kb_id}, bob.token))
     assert theirs["knowledgeBase"] is None
+
+
+LOG_IN_ANY = """mutation ($e: String!, $p: String!) { logIn(input: {email: $e, password: $p}) {
+    __typename ... on InvalidCredentialsError { message }
+    ... on TooManyAttemptsError { message retryAfterSeconds } } }"""
+
+
+async def test_repeated_failures_lock_known_and_unknown_accounts_alike(platform, client):
+    account = await sign_up(client, platform.router_url)
+    for email in (account.email, "nobody-here@example.com"):
+        answers = [
+            data(
+                await gql(
+                    client, platform.router_url, LOG_IN_ANY, {"e": email, "p": "wrong password!"}
+                )
+            )["logIn"]["__typename"]
+            for _ in range(7)
+        ]
+        # Five free failures, then a growing lock-out: the same for both addresses.
+        assert answers == ["InvalidCredentialsError"] * 6 + ["TooManyAttemptsError"], email
+    locked = data(
+        await gql(
+            client,
+            platform.router_url,
+            LOG_IN_ANY,
+            {"e": account.email, "p": "correct horse battery"},
+        )
+    )["logIn"]
+    assert locked["__typename"] == "TooManyAttemptsError"  # even the right password waits
+    assert locked["retryAfterSeconds"] >= 1
+
+
+async def test_weak_passwords_are_refused_with_the_reason(platform, client):
+    result = data(
+        await gql(
+            client,
+            platform.router_url,
+            """
+        mutation { signUp(input: {email: "weak@example.com", name: "Weak Example",
+                                  password: "Password123!", organizationName: "W"}) {
+          __typename ... on ValidationError { fields { path message } } } }""",
+        )
+    )["signUp"]
+    assert result["__typename"] == "ValidationError"
+    [problem] = result["fields"]
+    assert problem["path"] == "password"
+    assert "most common passwords" in problem["message"]

@@ -12,12 +12,13 @@ from starlette.routing import Route
 
 from klikkflow.kit.asgi import subgraph_app
 from klikkflow.kit.auth import JWKS_PATH
-from klikkflow.kit.health import mongo_check
+from klikkflow.kit.health import mongo_check, redis_check
 from klikkflow.kit.settings import SubgraphSettings
-from klikkflow.kit.stores import init_mongo
+from klikkflow.kit.stores import create_redis, init_mongo
 from subgraphs.identity.keys import keys as signing_keys
 from subgraphs.identity.models import DOCUMENTS
 from subgraphs.identity.schema import schema
+from subgraphs.identity.service import identity as identity_service
 
 
 def create_app(settings: SubgraphSettings | None = None) -> Starlette:
@@ -26,11 +27,14 @@ def create_app(settings: SubgraphSettings | None = None) -> Starlette:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         mongo = await init_mongo(settings.mongo_uri, settings.mongo_db, DOCUMENTS)
-        app.state.health_checks = {"mongo": mongo_check(mongo)}
+        redis = create_redis(settings.redis_url)
+        identity_service.use_redis(redis)
+        app.state.health_checks = {"mongo": mongo_check(mongo), "redis": redis_check(redis)}
         await signing_keys.signing_key(settings)  # the first start creates a key
         try:
             yield
         finally:
+            await redis.aclose()
             await mongo.close()
 
     async def jwks(request: Request) -> JSONResponse:

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import math
+
 import strawberry
 
 from klikkflow.kit.asgi import service_health
@@ -12,7 +14,13 @@ from klikkflow.kit.graphql import (
     mask_errors,
 )
 from subgraphs.identity.loaders import user_loader
-from subgraphs.identity.service import Client, InvalidCredentials, InvalidInput, InvalidRefreshToken
+from subgraphs.identity.service import (
+    Client,
+    InvalidCredentials,
+    InvalidInput,
+    InvalidRefreshToken,
+    TooManyAttempts,
+)
 from subgraphs.identity.service import Session as SignedIn
 from subgraphs.identity.service import identity as identity_service
 from subgraphs.identity.types import (
@@ -30,6 +38,7 @@ from subgraphs.identity.types import (
     Session,
     SignUpInput,
     SignUpResult,
+    TooManyAttemptsError,
     User,
 )
 
@@ -116,6 +125,10 @@ class Mutation:
             )
         except InvalidCredentials:
             return InvalidCredentialsError(message="invalid e-mail or password")
+        except TooManyAttempts as exc:
+            return TooManyAttemptsError(
+                message=str(exc), retry_after_seconds=max(1, math.ceil(exc.retry_after))
+            )
         return _payload(session)
 
     @strawberry.mutation(description="Trade a refresh token for a new token pair.")

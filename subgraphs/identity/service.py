@@ -13,8 +13,11 @@ from argon2 import PasswordHasher
 from argon2.exceptions import VerificationError
 from beanie import PydanticObjectId
 from pymongo.errors import DuplicateKeyError
+from redis.asyncio import Redis
 
 from klikkflow.kit.auth import Viewer, sign_access_token
+from klikkflow.kit.passwords import check_password
+from klikkflow.kit.ratelimit import Lockout, RateLimiter
 from klikkflow.kit.settings import AuthSettings
 from subgraphs.identity.keys import keys as signing_keys
 from subgraphs.identity.models import (
@@ -26,7 +29,6 @@ from subgraphs.identity.models import (
 )
 from subgraphs.identity.repository import repository
 
-MIN_PASSWORD_LENGTH = 10
 EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _hasher = PasswordHasher()  # argon2id with the library's current recommended parameters
 # Verified against when an e-mail is unknown, so both answers take the same time.
@@ -74,15 +76,45 @@ def _slugify(name: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:48] or "org"
 
 
+class TooManyAttempts(Exception):
+    def __init__(self, retry_after: float) -> None:
+        super().__init__(f"too many attempts: try again in {max(1, round(retry_after))} s")
+        self.retry_after = retry_after
+
+
+LOGIN_LIMIT, LOGIN_WINDOW = 20, 900  # attempts per account per 15 minutes
+
+
 class IdentityService:
+    def __init__(self) -> None:
+        self._limiter: RateLimiter | None = None
+        self._lockout: Lockout | None = None
+
+    def use_redis(self, redis: Redis) -> None:
+        """Abuse limits live in Redis, shared by every identity process."""
+        self._limiter = RateLimiter(redis, "login", LOGIN_LIMIT, LOGIN_WINDOW)
+        self._lockout = Lockout(redis, "login", free_failures=5, base_seconds=1, max_seconds=900)
+
+    async def _guard(self, account: str) -> None:
+        # Applied to every address alike, registered or not: answers reveal nothing.
+        if self._limiter is not None:
+            decision = await self._limiter.hit(account)
+            if not decision.allowed:
+                raise TooManyAttempts(decision.retry_after)
+        if self._lockout is not None:
+            locked = await self._lockout.check(account)
+            if locked > 0:
+                raise TooManyAttempts(locked)
+
     def _check_sign_up(self, email: str, name: str, password: str, org_name: str) -> None:
         problems: dict[str, str] = {}
         if not EMAIL_RE.match(email):
             problems["email"] = "is not an e-mail address"
         if not name.strip():
             problems["name"] = "must not be empty"
-        if len(password) < MIN_PASSWORD_LENGTH:
-            problems["password"] = f"must have at least {MIN_PASSWORD_LENGTH} characters"
+        weaknesses = check_password(password, email=email, name=name)
+        if weaknesses:
+            problems["password"] = " ".join(weaknesses)
         if not org_name.strip():
             problems["organizationName"] = "must not be empty"
         if problems:
@@ -131,15 +163,21 @@ class IdentityService:
         password: str,
         client: Client = Client(),  # noqa: B008 - frozen, immutable
     ) -> Session:
-        user = await repository.user_by_email(email.strip().lower())
+        account = email.strip().lower()
+        await self._guard(account)
+        user = await repository.user_by_email(account)
         try:
             await asyncio.to_thread(
                 _hasher.verify, user.password_hash if user else _DUMMY_HASH, password
             )
-        except VerificationError as exc:
+            if user is None:
+                raise InvalidCredentials()
+        except (VerificationError, InvalidCredentials) as exc:
+            if self._lockout is not None:
+                await self._lockout.fail(account)
             raise InvalidCredentials() from exc
-        if user is None:
-            raise InvalidCredentials()
+        if self._lockout is not None:
+            await self._lockout.succeed(account)
         membership = await repository.first_membership(user.id)  # type: ignore[arg-type]
         organization = (
             await repository.organization(str(membership.organization_id)) if membership else None

@@ -104,8 +104,15 @@ class RevokeSessionSuccess:
 SignUpResult = Annotated[
     AuthPayload | ValidationError, strawberry.union("SignUpResult", description="Sign-up outcome.")
 ]
+
+
+@strawberry.type(description="Too many attempts for this account: wait, then try again.")
+class TooManyAttemptsError(Error):
+    retry_after_seconds: int = strawberry.field(description="Seconds to wait.")
+
+
 LogInResult = Annotated[
-    AuthPayload | InvalidCredentialsError,
+    AuthPayload | InvalidCredentialsError | TooManyAttemptsError,
     strawberry.union("LogInResult", description="Log-in outcome."),
 ]
 RefreshTokenResult = Annotated[

@@ -10,7 +10,7 @@ from klikkflow.kit.supervisor import free_port
 from subgraphs.ai.app import create_app as create_ai_app
 
 EXPECTED_STORES = {
-    "identity": {"mongo"},
+    "identity": {"mongo", "redis"},
     "workflows": {"mongo"},
     "executions": {"mongo", "redis"},
     "ai": {"postgres"},

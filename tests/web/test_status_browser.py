@@ -10,7 +10,7 @@ pytestmark = pytest.mark.browser
 SCREENSHOT = "/tmp/kf-status.png"
 
 EXPECTED_STORES = {
-    "identity": {"mongo"},
+    "identity": {"mongo", "redis"},
     "workflows": {"mongo"},
     "executions": {"mongo", "redis"},
     "ai": {"postgres"},
