@@ -83,6 +83,13 @@ def _parser() -> argparse.ArgumentParser:
     nodes.add_argument("action", choices=["list"])
     nodes.add_argument("--json", action="store_true")
 
+    audit = commands.add_parser("audit", help="the tamper-evident audit log")
+    audit.add_argument("action", choices=["verify"])
+    audit.add_argument(
+        "--organization",
+        help="verify one organization's chain ('' for events without one); default: all",
+    )
+
     schema = commands.add_parser("schema", help="the committed GraphQL contract in schemas/")
     schema.add_argument("action", choices=["export", "compose", "check"])
     return parser
@@ -183,6 +190,11 @@ def main(argv: list[str] | None = None) -> int:
         from klikkflow import local
 
         return local.list_nodes(args.json)
+    if args.command == "audit":
+        from klikkflow.audit_cli import verify_command
+        from klikkflow.kit.settings import SubgraphSettings
+
+        return verify_command(SubgraphSettings(), args.organization)
     return _schema(args.action)
 
 

@@ -7,6 +7,8 @@ from beanie import Document, Indexed, PydanticObjectId
 from pydantic import Field
 from pymongo import ASCENDING, IndexModel
 
+from subgraphs.identity.audit import AuditEntryDocument
+
 
 def _now() -> datetime:
     return datetime.now(UTC)
@@ -99,4 +101,5 @@ DOCUMENTS = [
     SigningKeyDocument,
     SessionDocument,
     RefreshTokenDocument,
+    AuditEntryDocument,
 ]

@@ -9,10 +9,12 @@ from klikkflow.kit.graphql import (
     FEDERATION_VERSION,
     FieldError,
     NotFoundError,
+    PublicError,
     ServiceHealth,
     ValidationError,
     mask_errors,
 )
+from subgraphs.identity import audit
 from subgraphs.identity.loaders import user_loader
 from subgraphs.identity.service import (
     Client,
@@ -24,6 +26,8 @@ from subgraphs.identity.service import (
 from subgraphs.identity.service import Session as SignedIn
 from subgraphs.identity.service import identity as identity_service
 from subgraphs.identity.types import (
+    AuditEntryConnection,
+    AuditLogFilter,
     AuthPayload,
     InvalidCredentialsError,
     InvalidTokenError,
@@ -92,6 +96,28 @@ class Query:
         found = await identity_service.organization(viewer, str(id))
         return Organization.from_model(found) if found else None
 
+    @strawberry.field(
+        description="Your organization's audit log, newest first. Owners and admins only."
+    )
+    async def audit_log(
+        self,
+        info: strawberry.Info,
+        first: int = 50,
+        after: str | None = None,
+        filter: AuditLogFilter | None = None,
+    ) -> AuditEntryConnection:
+        viewer = info.context.require_viewer()
+        log = audit.audit_log(info.context.settings)
+        try:
+            entries, next_cursor = await log.page(
+                viewer, first, after, filter.to_domain() if filter else None
+            )
+        except audit.AuditAccessDenied as exc:
+            raise PublicError("only owners and admins can read the audit log") from exc
+        except audit.InvalidAuditCursor as exc:
+            raise PublicError("invalid cursor") from exc
+        return AuditEntryConnection.from_page(entries, next_cursor)
+
 
 def _client(info: strawberry.Info) -> Client:
     request = info.context.request
@@ -121,7 +147,7 @@ class Mutation:
     async def log_in(self, info: strawberry.Info, input: LogInInput) -> LogInResult:
         try:
             session = await identity_service.log_in(
-                info.context.settings, input.email, input.password
+                info.context.settings, input.email, input.password, _client(info)
             )
         except InvalidCredentials:
             return InvalidCredentialsError(message="invalid e-mail or password")

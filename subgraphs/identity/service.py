@@ -19,6 +19,7 @@ from klikkflow.kit.auth import Viewer, sign_access_token
 from klikkflow.kit.passwords import check_password
 from klikkflow.kit.ratelimit import Lockout, RateLimiter
 from klikkflow.kit.settings import AuthSettings
+from subgraphs.identity.audit import GLOBAL_CHAIN, audit_log
 from subgraphs.identity.keys import keys as signing_keys
 from subgraphs.identity.models import (
     MembershipDocument,
@@ -154,7 +155,18 @@ class IdentityService:
             if organization.id is not None:
                 await organization.delete()
             raise
-        return await self._open_session(settings, user, organization, "owner", client)
+        signed_in = await self._open_session(settings, user, organization, "owner", client)
+        await audit_log(settings).append(
+            organization_id=str(organization.id),
+            action="auth.signup.succeeded",
+            actor_kind="user",
+            actor_id=str(user.id),
+            target_kind="organization",
+            target_id=str(organization.id),
+            ip=client.ip or None,
+            data={"email": email, "organization_slug": slug, "session_id": signed_in.session_id},
+        )
+        return signed_in
 
     async def log_in(
         self,
@@ -175,6 +187,7 @@ class IdentityService:
         except (VerificationError, InvalidCredentials) as exc:
             if self._lockout is not None:
                 await self._lockout.fail(account)
+            await self._audit_failed_log_in(settings, account, user, client)
             raise InvalidCredentials() from exc
         if self._lockout is not None:
             await self._lockout.succeed(account)
@@ -183,8 +196,34 @@ class IdentityService:
             await repository.organization(str(membership.organization_id)) if membership else None
         )
         if membership is None or organization is None:
+            await self._audit_failed_log_in(settings, account, user, client)
             raise InvalidCredentials()
-        return await self._open_session(settings, user, organization, membership.role, client)
+        signed_in = await self._open_session(settings, user, organization, membership.role, client)
+        await audit_log(settings).append(
+            organization_id=str(organization.id),
+            action="auth.login.succeeded",
+            actor_kind="user",
+            actor_id=str(user.id),
+            ip=client.ip or None,
+            data={"session_id": signed_in.session_id},
+        )
+        return signed_in
+
+    async def _audit_failed_log_in(
+        self, settings: AuthSettings, account: str, user: UserDocument | None, client: Client
+    ) -> None:
+        # A known user's organization sees attempts on its member; unknown e-mails go to
+        # the global chain. Never the password: only the e-mail that was typed.
+        membership = await repository.first_membership(user.id) if user and user.id else None
+        await audit_log(settings).append(
+            organization_id=str(membership.organization_id) if membership else GLOBAL_CHAIN,
+            action="auth.login.failed",
+            actor_kind="anonymous",
+            target_kind="user" if user else None,
+            target_id=str(user.id) if user else None,
+            ip=client.ip or None,
+            data={"email": account[:320]},
+        )
 
     async def _open_session(
         self,

@@ -1,11 +1,13 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, cast
 
 import strawberry
+from strawberry.scalars import JSON
 
 from klikkflow.kit.graphql import Error, NotFoundError, ValidationError
+from subgraphs.identity.audit import AuditEntryDocument, AuditFilter, encode_cursor
 from subgraphs.identity.models import OrganizationDocument, UserDocument
 
 
@@ -99,6 +101,81 @@ class InvalidTokenError(Error):
 @strawberry.type(description="The session was ended.")
 class RevokeSessionSuccess:
     id: strawberry.ID = strawberry.field(description="The ended session.")
+
+
+@strawberry.federation.type(shareable=True, description="Where a page of a connection ends.")
+class PageInfo:
+    has_next_page: bool = strawberry.field(description="Whether another page follows.")
+    end_cursor: str | None = strawberry.field(description="Pass as `after` for the next page.")
+
+
+@strawberry.type(description="One event in your organization's tamper-evident audit log.")
+class AuditEntry:
+    seq: int = strawberry.field(description="Position in the organization's chain, from 1.")
+    at: datetime = strawberry.field(description="When it happened (UTC).")
+    actor_kind: str = strawberry.field(description="user, api_key, system or anonymous.")
+    actor_id: str | None = strawberry.field(description="The user or API key that acted.")
+    action: str = strawberry.field(description="What happened, e.g. auth.login.failed.")
+    target_kind: str | None = strawberry.field(description="Kind of object acted on.")
+    target_id: str | None = strawberry.field(description="Id of the object acted on.")
+    ip: str | None = strawberry.field(description="Client address, when known.")
+    data: JSON = strawberry.field(description="Details of the event (never secrets).")
+    prev_hash: str = strawberry.field(description="The previous entry's hash (hex).")
+    hash: str = strawberry.field(description="This entry's HMAC-SHA256 chain hash (hex).")
+
+    @classmethod
+    def from_model(cls, m: AuditEntryDocument) -> AuditEntry:
+        return cls(
+            seq=m.seq,
+            at=m.at,
+            actor_kind=m.actor_kind,
+            actor_id=m.actor_id,
+            action=m.action,
+            target_kind=m.target_kind,
+            target_id=m.target_id,
+            ip=m.ip,
+            data=cast(JSON, m.data),
+            prev_hash=m.prev_hash,
+            hash=m.hash,
+        )
+
+
+@strawberry.type(description="An audit entry and its cursor.")
+class AuditEntryEdge:
+    cursor: str = strawberry.field(description="Pass as `after` to continue after this entry.")
+    node: AuditEntry = strawberry.field(description="The entry.")
+
+
+@strawberry.type(description="A page of audit entries, newest first.")
+class AuditEntryConnection:
+    edges: list[AuditEntryEdge] = strawberry.field(description="The entries of this page.")
+    page_info: PageInfo = strawberry.field(description="Where this page ends.")
+
+    @classmethod
+    def from_page(
+        cls, entries: list[AuditEntryDocument], next_cursor: str | None
+    ) -> AuditEntryConnection:
+        edges = [
+            AuditEntryEdge(cursor=encode_cursor(e.seq), node=AuditEntry.from_model(e))
+            for e in entries
+        ]
+        return cls(
+            edges=edges,
+            page_info=PageInfo(has_next_page=next_cursor is not None, end_cursor=next_cursor),
+        )
+
+
+@strawberry.input(description="Which audit entries to list.")
+class AuditLogFilter:
+    actions: list[str] | None = strawberry.field(
+        default=None, description='Only these actions, e.g. ["auth.login.failed"].'
+    )
+    actor_id: str | None = strawberry.field(default=None, description="Only this actor's.")
+    since: datetime | None = strawberry.field(default=None, description="At or after (UTC).")
+    until: datetime | None = strawberry.field(default=None, description="Before (UTC).")
+
+    def to_domain(self) -> AuditFilter:
+        return AuditFilter(self.actions, self.actor_id, self.since, self.until)
 
 
 SignUpResult = Annotated[
