@@ -36,6 +36,8 @@ def unseal(token: str, key: bytes, context: bytes) -> bytes:
         raise SealError(f"unknown sealed format {version!r}")
     try:
         raw = base64.urlsafe_b64decode(body)
+        if len(raw) <= 12:
+            raise ValueError("too short")
         return AESGCM(key).decrypt(raw[:12], raw[12:], context)
     except (InvalidTag, ValueError) as exc:
         raise SealError("sealed value was tampered with or sealed under another key") from exc

@@ -9,7 +9,6 @@ Argon2 hashing is CPU-bound: call the recovery-code functions (and so
 from __future__ import annotations
 
 import base64
-import binascii
 import hmac
 import re
 import secrets
@@ -18,12 +17,12 @@ from datetime import datetime
 import segno
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.hashes import SHA1, SHA256
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from cryptography.hazmat.primitives.hashes import SHA1
 from cryptography.hazmat.primitives.twofactor.totp import TOTP
 from pydantic import BaseModel, ConfigDict, Field
+
+from klikkflow.kit import crypto
+from klikkflow.kit.crypto import derive_key
 
 # What authenticator apps expect; most ignore other values in the provisioning URI.
 DIGITS = 6
@@ -157,33 +156,20 @@ def verify_code(
 
 def mfa_key(secret_key: str) -> bytes:
     """The 32-byte AES key for MFA secrets, derived from the platform's secret key."""
-    hkdf = HKDF(algorithm=SHA256(), length=32, salt=None, info=HKDF_INFO)
-    return hkdf.derive(secret_key.encode("utf-8"))
+    return derive_key(secret_key, "mfa")
 
 
 def seal(secret: str, key: bytes) -> str:
-    """``secret`` encrypted with AES-256-GCM: ``"v1." + base64url(nonce || ciphertext)``."""
-    nonce = secrets.token_bytes(NONCE_BYTES)
-    ciphertext = AESGCM(key).encrypt(nonce, secret.encode("utf-8"), SEAL_ASSOCIATED_DATA)
-    return f"{SEAL_VERSION}.{base64.urlsafe_b64encode(nonce + ciphertext).decode('ascii')}"
+    """``secret`` encrypted with AES-256-GCM (klikkflow.kit.crypto's sealed format)."""
+    return crypto.seal(secret.encode("utf-8"), key, SEAL_ASSOCIATED_DATA)
 
 
 def unseal(token: str, key: bytes) -> str:
     """The secret sealed in ``token``; raises ``SealedSecretInvalid`` if it was altered."""
-    version, dot, payload = token.partition(".")
-    if not dot or version != SEAL_VERSION:
-        raise SealedSecretInvalid("unknown format version")
     try:
-        raw = base64.urlsafe_b64decode(payload.encode("ascii"))
-    except (binascii.Error, UnicodeEncodeError) as exc:
-        raise SealedSecretInvalid("not base64url") from exc
-    if len(raw) <= NONCE_BYTES:
-        raise SealedSecretInvalid("too short")
-    try:
-        plain = AESGCM(key).decrypt(raw[:NONCE_BYTES], raw[NONCE_BYTES:], SEAL_ASSOCIATED_DATA)
-    except InvalidTag as exc:
-        raise SealedSecretInvalid("authentication failed") from exc
-    return plain.decode("utf-8")
+        return crypto.unseal(token, key, SEAL_ASSOCIATED_DATA).decode("utf-8")
+    except crypto.SealError as exc:
+        raise SealedSecretInvalid(str(exc)) from exc
 
 
 # --- Recovery codes ---------------------------------------------------------------------
