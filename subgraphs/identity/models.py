@@ -8,6 +8,7 @@ from pydantic import Field
 from pymongo import ASCENDING, IndexModel
 
 from subgraphs.identity.audit import AuditEntryDocument
+from subgraphs.identity.mfa import MfaState
 
 
 def _now() -> datetime:
@@ -28,6 +29,7 @@ class UserDocument(Document):
     name: str
     password_hash: str
     created_at: datetime = Field(default_factory=_now)
+    mfa: MfaState = Field(default_factory=MfaState)
 
     class Settings:
         name = "users"
@@ -59,6 +61,21 @@ class SigningKeyDocument(Document):
 
     class Settings:
         name = "signing_keys"
+
+
+class MfaChallengeDocument(Document):
+    """A log-in that passed the password and waits for its second factor."""
+
+    token_hash: Annotated[str, Indexed(unique=True)]
+    user_id: PydanticObjectId
+    organization_id: PydanticObjectId
+    role: str
+    expires_at: datetime
+    attempts: int = 0
+
+    class Settings:
+        name = "mfa_challenges"
+        indexes = [IndexModel([("expires_at", ASCENDING)], expireAfterSeconds=0)]
 
 
 class SessionDocument(Document):
@@ -101,5 +118,6 @@ DOCUMENTS = [
     SigningKeyDocument,
     SessionDocument,
     RefreshTokenDocument,
+    MfaChallengeDocument,
     AuditEntryDocument,
 ]

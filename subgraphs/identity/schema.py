@@ -14,13 +14,14 @@ from klikkflow.kit.graphql import (
     ValidationError,
     mask_errors,
 )
-from subgraphs.identity import audit
+from subgraphs.identity import audit, mfa
 from subgraphs.identity.loaders import user_loader
 from subgraphs.identity.service import (
     Client,
     InvalidCredentials,
     InvalidInput,
     InvalidRefreshToken,
+    MfaPending,
     TooManyAttempts,
 )
 from subgraphs.identity.service import Session as SignedIn
@@ -29,10 +30,18 @@ from subgraphs.identity.types import (
     AuditEntryConnection,
     AuditLogFilter,
     AuthPayload,
+    ConfirmMfaResult,
+    DisableMfaResult,
+    InvalidCodeError,
     InvalidCredentialsError,
     InvalidTokenError,
     LogInInput,
     LogInResult,
+    MfaCodeInput,
+    MfaDisabled,
+    MfaEnabled,
+    MfaEnrolment,
+    MfaRequired,
     Organization,
     RefreshTokenInput,
     RefreshTokenResult,
@@ -44,6 +53,8 @@ from subgraphs.identity.types import (
     SignUpResult,
     TooManyAttemptsError,
     User,
+    VerifyMfaInput,
+    VerifyMfaResult,
 )
 
 
@@ -149,6 +160,8 @@ class Mutation:
             session = await identity_service.log_in(
                 info.context.settings, input.email, input.password, _client(info)
             )
+            if isinstance(session, MfaPending):
+                return MfaRequired(challenge=session.challenge, expires_in=session.expires_in)
         except InvalidCredentials:
             return InvalidCredentialsError(message="invalid e-mail or password")
         except TooManyAttempts as exc:
@@ -156,6 +169,53 @@ class Mutation:
                 message=str(exc), retry_after_seconds=max(1, math.ceil(exc.retry_after))
             )
         return _payload(session)
+
+    @strawberry.mutation(description="Finish a log-in that needs a second factor.")
+    async def verify_mfa(self, info: strawberry.Info, input: VerifyMfaInput) -> VerifyMfaResult:
+        try:
+            session = await identity_service.verify_mfa(
+                info.context.settings, input.challenge, input.code, _client(info)
+            )
+        except InvalidCredentials:
+            return InvalidCodeError(message="invalid or expired code")
+        except TooManyAttempts:
+            return TooManyAttemptsError(
+                message="too many wrong codes: log in again", retry_after_seconds=1
+            )
+        return _payload(session)
+
+    @strawberry.mutation(description="Begin turning on MFA: returns the secret to scan.")
+    async def start_mfa_enrolment(self, info: strawberry.Info) -> MfaEnrolment:
+        viewer = info.context.require_viewer()
+        try:
+            enrolment = await identity_service.start_mfa_enrolment(info.context.settings, viewer)
+        except mfa.MfaError as exc:
+            raise PublicError(str(exc) or "MFA is already on") from exc
+        return MfaEnrolment(
+            secret=enrolment.secret, otpauth_uri=enrolment.uri, qr_svg=enrolment.qr_svg
+        )
+
+    @strawberry.mutation(description="Finish turning on MFA with a code from the app.")
+    async def confirm_mfa_enrolment(
+        self, info: strawberry.Info, input: MfaCodeInput
+    ) -> ConfirmMfaResult:
+        viewer = info.context.require_viewer()
+        try:
+            codes = await identity_service.confirm_mfa_enrolment(
+                info.context.settings, viewer, input.code
+            )
+        except mfa.MfaError:
+            return InvalidCodeError(message="invalid code, or no enrolment started")
+        return MfaEnabled(recovery_codes=codes)
+
+    @strawberry.mutation(description="Turn MFA off; takes a current code or a recovery code.")
+    async def disable_mfa(self, info: strawberry.Info, input: MfaCodeInput) -> DisableMfaResult:
+        viewer = info.context.require_viewer()
+        try:
+            await identity_service.disable_mfa(info.context.settings, viewer, input.code)
+        except mfa.MfaError:
+            return InvalidCodeError(message="invalid code")
+        return MfaDisabled(ok=True)
 
     @strawberry.mutation(description="Trade a refresh token for a new token pair.")
     async def refresh_token(

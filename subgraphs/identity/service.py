@@ -19,10 +19,12 @@ from klikkflow.kit.auth import Viewer, sign_access_token
 from klikkflow.kit.passwords import check_password
 from klikkflow.kit.ratelimit import Lockout, RateLimiter
 from klikkflow.kit.settings import AuthSettings
+from subgraphs.identity import mfa
 from subgraphs.identity.audit import GLOBAL_CHAIN, audit_log
 from subgraphs.identity.keys import keys as signing_keys
 from subgraphs.identity.models import (
     MembershipDocument,
+    MfaChallengeDocument,
     OrganizationDocument,
     RefreshTokenDocument,
     SessionDocument,
@@ -75,6 +77,25 @@ def _hash_token(token: str) -> str:
 
 def _slugify(name: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:48] or "org"
+
+
+MFA_CHALLENGE_SECONDS = 300
+MFA_MAX_ATTEMPTS = 5
+
+
+@dataclass(frozen=True)
+class MfaPending:
+    """The password was right; the second factor is still owed (verifyMfa)."""
+
+    challenge: str
+    expires_in: int
+
+
+@dataclass(frozen=True)
+class MfaEnrolment:
+    secret: str
+    uri: str
+    qr_svg: str
 
 
 class TooManyAttempts(Exception):
@@ -174,7 +195,7 @@ class IdentityService:
         email: str,
         password: str,
         client: Client = Client(),  # noqa: B008 - frozen, immutable
-    ) -> Session:
+    ) -> Session | MfaPending:
         account = email.strip().lower()
         await self._guard(account)
         user = await repository.user_by_email(account)
@@ -198,16 +219,146 @@ class IdentityService:
         if membership is None or organization is None:
             await self._audit_failed_log_in(settings, account, user, client)
             raise InvalidCredentials()
-        signed_in = await self._open_session(settings, user, organization, membership.role, client)
+        if user.mfa.enabled:
+            return await self._challenge(user, membership)
+        return await self._signed_in(settings, user, organization, membership.role, client)
+
+    async def _signed_in(
+        self,
+        settings: AuthSettings,
+        user: UserDocument,
+        organization: OrganizationDocument,
+        role: str,
+        client: Client,
+        second_factor: bool = False,
+    ) -> Session:
+        signed_in = await self._open_session(settings, user, organization, role, client)
         await audit_log(settings).append(
             organization_id=str(organization.id),
             action="auth.login.succeeded",
             actor_kind="user",
             actor_id=str(user.id),
             ip=client.ip or None,
-            data={"session_id": signed_in.session_id},
+            data={"session_id": signed_in.session_id, "mfa": second_factor},
         )
         return signed_in
+
+    # ---- second factor ------------------------------------------------------------
+
+    async def _challenge(self, user: UserDocument, membership: MembershipDocument) -> MfaPending:
+        token = f"mfa_{secrets.token_urlsafe(32)}"
+        await MfaChallengeDocument(
+            token_hash=_hash_token(token),
+            user_id=user.id,  # type: ignore[arg-type]
+            organization_id=membership.organization_id,
+            role=membership.role,
+            expires_at=datetime.now(UTC) + timedelta(seconds=MFA_CHALLENGE_SECONDS),
+        ).insert()
+        return MfaPending(challenge=token, expires_in=MFA_CHALLENGE_SECONDS)
+
+    async def verify_mfa(
+        self,
+        settings: AuthSettings,
+        challenge: str,
+        code: str,
+        client: Client = Client(),  # noqa: B008 - frozen, immutable
+    ) -> Session:
+        now = datetime.now(UTC)
+        pending = await MfaChallengeDocument.find_one(
+            MfaChallengeDocument.token_hash == _hash_token(challenge)
+        )
+        if pending is None or pending.expires_at.replace(tzinfo=UTC) < now:
+            raise InvalidCredentials()
+        if pending.attempts >= MFA_MAX_ATTEMPTS:
+            await pending.delete()
+            raise TooManyAttempts(0)
+        user = await UserDocument.get(pending.user_id)
+        organization = await repository.organization(str(pending.organization_id))
+        if user is None or organization is None:
+            raise InvalidCredentials()
+        key = mfa.mfa_key(settings.secret_key)
+        try:
+            state = await asyncio.to_thread(mfa.check_second_factor, user.mfa, key, code, now)
+        except mfa.MfaError as exc:
+            await pending.update({"$inc": {"attempts": 1}})
+            await audit_log(settings).append(
+                organization_id=str(organization.id),
+                action="auth.mfa.failed",
+                actor_kind="anonymous",
+                target_kind="user",
+                target_id=str(user.id),
+                ip=client.ip or None,
+            )
+            raise InvalidCredentials() from exc
+        if not await self._save_mfa(user, state):  # a concurrent log-in spent the code
+            raise InvalidCredentials()
+        await pending.delete()
+        return await self._signed_in(
+            settings, user, organization, pending.role, client, second_factor=True
+        )
+
+    async def _save_mfa(self, user: UserDocument, state: mfa.MfaState) -> bool:
+        """Write the new MFA state only if nobody changed it since we read it."""
+        seen = user.mfa
+        unchanged = {
+            # `None` also matches a user stored before the field existed.
+            "mfa.enabled": {"$in": [seen.enabled, None]} if not seen.enabled else True,
+            "mfa.last_step": seen.last_step,
+            "mfa.pending_secret_sealed": seen.pending_secret_sealed,
+            "mfa.recovery_hashes": {"$size": len(seen.recovery_hashes)}
+            if seen.recovery_hashes
+            else {"$in": [[], None]},
+        }
+        result = await UserDocument.find_one(UserDocument.id == user.id, unchanged).update(
+            {"$set": {"mfa": state.model_dump()}}
+        )
+        return getattr(result, "modified_count", 0) == 1
+
+    async def _me(self, viewer: Viewer) -> UserDocument:
+        user = await UserDocument.get(PydanticObjectId(viewer.user_id))
+        if user is None:
+            raise InvalidCredentials()
+        return user
+
+    async def start_mfa_enrolment(self, settings: AuthSettings, viewer: Viewer) -> MfaEnrolment:
+        user = await self._me(viewer)
+        key = mfa.mfa_key(settings.secret_key)
+        state, secret, uri = mfa.start_enrolment(user.mfa, key, user.email)
+        if not await self._save_mfa(user, state):
+            raise mfa.MfaError("MFA settings changed meanwhile; try again")
+        return MfaEnrolment(secret=secret, uri=uri, qr_svg=mfa.qr_svg(uri))
+
+    async def confirm_mfa_enrolment(
+        self, settings: AuthSettings, viewer: Viewer, code: str
+    ) -> list[str]:
+        user = await self._me(viewer)
+        key = mfa.mfa_key(settings.secret_key)
+        state, codes = await asyncio.to_thread(
+            mfa.confirm_enrolment, user.mfa, key, code, datetime.now(UTC)
+        )
+        if not await self._save_mfa(user, state):
+            raise mfa.InvalidCode()
+        await self._audit_mfa(settings, viewer, "mfa.enabled")
+        return codes
+
+    async def disable_mfa(self, settings: AuthSettings, viewer: Viewer, code: str) -> None:
+        """Turning MFA off takes a valid second factor, not just a stolen access token."""
+        user = await self._me(viewer)
+        key = mfa.mfa_key(settings.secret_key)
+        await asyncio.to_thread(mfa.check_second_factor, user.mfa, key, code, datetime.now(UTC))
+        if not await self._save_mfa(user, mfa.disable(user.mfa)):
+            raise mfa.InvalidCode()
+        await self._audit_mfa(settings, viewer, "mfa.disabled")
+
+    async def _audit_mfa(self, settings: AuthSettings, viewer: Viewer, action: str) -> None:
+        await audit_log(settings).append(
+            organization_id=viewer.organization_id,
+            action=action,
+            actor_kind="user",
+            actor_id=viewer.user_id,
+            target_kind="user",
+            target_id=viewer.user_id,
+        )
 
     async def _audit_failed_log_in(
         self, settings: AuthSettings, account: str, user: UserDocument | None, client: Client

@@ -188,8 +188,47 @@ class TooManyAttemptsError(Error):
     retry_after_seconds: int = strawberry.field(description="Seconds to wait.")
 
 
+@strawberry.type(description="The password was right; send the second factor to verifyMfa.")
+class MfaRequired:
+    challenge: str = strawberry.field(description="Pass to verifyMfa with the code.")
+    expires_in: int = strawberry.field(description="Seconds the challenge stays valid.")
+
+
+@strawberry.input(description="The second factor of a log-in.")
+class VerifyMfaInput:
+    challenge: str = strawberry.field(description="From MfaRequired.")
+    code: str = strawberry.field(description="A 6-digit app code or a recovery code.")
+
+
+@strawberry.type(description="Scan the QR code (or type the secret) into an authenticator.")
+class MfaEnrolment:
+    secret: str = strawberry.field(description="The TOTP secret, base32; shown once.")
+    otpauth_uri: str = strawberry.field(description="otpauth:// URI the QR code encodes.")
+    qr_svg: str = strawberry.field(description="The QR code as inline SVG.")
+
+
+@strawberry.input(description="A code from the authenticator app (or a recovery code).")
+class MfaCodeInput:
+    code: str = strawberry.field(description="The code.")
+
+
+@strawberry.type(description="MFA is on; keep these one-time recovery codes safe.")
+class MfaEnabled:
+    recovery_codes: list[str] = strawberry.field(description="Shown once, each works once.")
+
+
+@strawberry.type(description="MFA is off.")
+class MfaDisabled:
+    ok: bool = strawberry.field(description="Always true.")
+
+
+@strawberry.type(description="The code is wrong, expired or already used.")
+class InvalidCodeError(Error):
+    pass
+
+
 LogInResult = Annotated[
-    AuthPayload | InvalidCredentialsError | TooManyAttemptsError,
+    AuthPayload | MfaRequired | InvalidCredentialsError | TooManyAttemptsError,
     strawberry.union("LogInResult", description="Log-in outcome."),
 ]
 RefreshTokenResult = Annotated[
@@ -199,4 +238,16 @@ RefreshTokenResult = Annotated[
 RevokeSessionResult = Annotated[
     RevokeSessionSuccess | NotFoundError,
     strawberry.union("RevokeSessionResult", description="Outcome of revokeSession."),
+]
+VerifyMfaResult = Annotated[
+    AuthPayload | InvalidCodeError | TooManyAttemptsError,
+    strawberry.union("VerifyMfaResult", description="Outcome of verifyMfa."),
+]
+ConfirmMfaResult = Annotated[
+    MfaEnabled | InvalidCodeError,
+    strawberry.union("ConfirmMfaResult", description="Outcome of confirmMfaEnrolment."),
+]
+DisableMfaResult = Annotated[
+    MfaDisabled | InvalidCodeError,
+    strawberry.union("DisableMfaResult", description="Outcome of disableMfa."),
 ]
