@@ -13,7 +13,7 @@ from functools import partial
 from redis.asyncio import Redis
 
 from klikkflow.kit import embedded, migrations
-from klikkflow.kit.auth import JWKS_PATH
+from klikkflow.kit.auth import INTROSPECT_PATH, JWKS_PATH
 from klikkflow.kit.settings import SUBGRAPHS, PlatformSettings
 from klikkflow.kit.stores import WORKER_HEALTH_KEY
 from klikkflow.kit.supervisor import ServiceSpec, Supervisor, http_ok
@@ -32,13 +32,15 @@ class Platform:
         return self.urls["router"]
 
     def store_env(self, settings: PlatformSettings) -> dict[str, str]:
+        identity = f"http://{settings.host}:{settings.identity_port}"
         return {
             "KLIKKFLOW_MONGO_URI": self.mongo_uri,
             "KLIKKFLOW_MONGO_DB": settings.mongo_db,
             "KLIKKFLOW_DATABASE_URL": self.database_url,
             "KLIKKFLOW_REDIS_URL": self.redis_url,
             "KLIKKFLOW_SECRET_KEY": settings.secret_key,
-            "KLIKKFLOW_JWKS_URL": (f"http://{settings.host}:{settings.identity_port}{JWKS_PATH}"),
+            "KLIKKFLOW_JWKS_URL": f"{identity}{JWKS_PATH}",
+            "KLIKKFLOW_API_KEY_INTROSPECTION_URL": f"{identity}{INTROSPECT_PATH}",
         }
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import json
 import secrets
 import time
@@ -27,6 +28,9 @@ from klikkflow.kit.settings import AuthSettings
 ROLES = ("owner", "admin", "editor", "viewer")
 ALGORITHM = "ES256"
 JWKS_PATH = "/.well-known/jwks.json"
+INTROSPECT_PATH = "/internal/api-keys/introspect"
+API_KEY_PREFIX = "kf_"
+API_KEY_CACHE_SECONDS = 30.0
 
 
 @dataclass(frozen=True)
@@ -113,6 +117,7 @@ class JwksVerifier:
         self._keys: KeySet | None = None
         self._fetched_at = 0.0
         self._lock = asyncio.Lock()
+        self._api_keys: dict[str, tuple[float, Viewer | None]] = {}
 
     async def _fetch(self) -> KeySet:
         async with httpx.AsyncClient(timeout=5, trust_env=False) as client:
@@ -135,11 +140,47 @@ class JwksVerifier:
             return self._keys
 
     async def verify(self, token: str) -> Viewer:
+        if token.startswith(API_KEY_PREFIX):
+            return await self._api_key(token)
         keys = await self.keys()
         kid = _header_kid(token)
         if kid is not None and kid not in {k.kid for k in keys.keys}:
             keys = await self.keys(force=True)  # a key rotated in since we last looked
         return decode_access_token(keys, self.settings, token)
+
+
+    async def _api_key(self, key: str) -> Viewer:
+        """API keys are opaque: the identity subgraph says whom they act for. Answers are
+        cached briefly, so a revoked key stops working within API_KEY_CACHE_SECONDS."""
+        digest = hashlib.sha256(key.encode()).hexdigest()
+        cached = self._api_keys.get(digest)
+        if cached is not None and time.monotonic() - cached[0] < API_KEY_CACHE_SECONDS:
+            if cached[1] is None:
+                raise InvalidToken("unknown, expired or revoked API key")
+            return cached[1]
+        try:
+            async with httpx.AsyncClient(timeout=5, trust_env=False) as client:
+                response = await client.post(
+                    self.settings.api_key_introspection_url, json={"key": key}
+                )
+                response.raise_for_status()
+                answer = response.json()
+        except (httpx.HTTPError, ValueError) as exc:
+            raise InvalidToken(f"API keys cannot be checked now: {exc}") from exc
+        viewer = None
+        if answer.get("active"):
+            viewer = Viewer(
+                user_id=answer["user_id"],
+                organization_id=answer["organization_id"],
+                role=answer["role"],
+                scopes=frozenset({"api_key"}),
+            )
+        if len(self._api_keys) > 10_000:
+            self._api_keys.clear()
+        self._api_keys[digest] = (time.monotonic(), viewer)
+        if viewer is None:
+            raise InvalidToken("unknown, expired or revoked API key")
+        return viewer
 
 
 def _header_kid(token: str) -> str | None:

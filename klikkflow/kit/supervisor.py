@@ -165,6 +165,13 @@ class Supervisor:
             while time.monotonic() < deadline and _living(family, proc):
                 await asyncio.sleep(0.02)
         proc.poll()
+        spec = self.specs[name]
+        if spec.port is not None:
+            # The kernel may release a dying process's listening socket a moment after the
+            # process is gone: wait for it, so the same port can be used again at once.
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline and not _port_free(spec.host, spec.port):
+                await asyncio.sleep(0.05)
         # Forgotten only now: if stop_all is cancelled midway, a later call finishes it.
         del self.processes[name]
         self._stopping.discard(name)
@@ -253,14 +260,20 @@ def _die_with_parent() -> Callable[[], None] | None:
     return arm
 
 
-def _check_port_free(name: str, host: str, port: int) -> None:
+def _port_free(host: str, port: int) -> bool:
     with socket.socket(_family_of(host)) as sock:
         # SO_REUSEADDR: a port in TIME_WAIT from our own last run is free to listen on.
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
-        except OSError as exc:
-            raise PortInUse(name, host, port) from exc
+        except OSError:
+            return False
+        return True
+
+
+def _check_port_free(name: str, host: str, port: int) -> None:
+    if not _port_free(host, port):
+        raise PortInUse(name, host, port)
 
 
 def _family_of(host: str) -> socket.AddressFamily:

@@ -11,10 +11,11 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from klikkflow.kit.asgi import subgraph_app
-from klikkflow.kit.auth import JWKS_PATH
+from klikkflow.kit.auth import INTROSPECT_PATH, JWKS_PATH
 from klikkflow.kit.health import mongo_check, redis_check
 from klikkflow.kit.settings import SubgraphSettings
 from klikkflow.kit.stores import create_redis, init_mongo
+from subgraphs.identity.api_keys import api_keys
 from subgraphs.identity.keys import keys as signing_keys
 from subgraphs.identity.models import DOCUMENTS
 from subgraphs.identity.schema import schema
@@ -41,4 +42,19 @@ def create_app(settings: SubgraphSettings | None = None) -> Starlette:
         body = await signing_keys.jwks(settings)
         return JSONResponse(body, headers={"cache-control": "public, max-age=60"})
 
-    return subgraph_app("identity", schema, settings, lifespan, routes=[Route(JWKS_PATH, jwks)])
+    async def introspect(request: Request) -> JSONResponse:
+        # Answers only "what may this key do": asking requires holding the key already.
+        try:
+            key = (await request.json())["key"]
+        except (ValueError, KeyError, TypeError):
+            return JSONResponse({"active": False}, status_code=400)
+        answer = await api_keys.introspect(str(key))
+        return JSONResponse(answer.__dict__, headers={"cache-control": "no-store"})
+
+    return subgraph_app(
+        "identity",
+        schema,
+        settings,
+        lifespan,
+        routes=[Route(JWKS_PATH, jwks), Route(INTROSPECT_PATH, introspect, methods=["POST"])],
+    )

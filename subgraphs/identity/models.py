@@ -7,6 +7,7 @@ from beanie import Document, Indexed, PydanticObjectId
 from pydantic import Field
 from pymongo import ASCENDING, IndexModel
 
+from subgraphs.identity.api_keys import ApiKeyDocument
 from subgraphs.identity.audit import AuditEntryDocument
 from subgraphs.identity.mfa import MfaState
 
@@ -120,4 +121,5 @@ DOCUMENTS = [
     RefreshTokenDocument,
     MfaChallengeDocument,
     AuditEntryDocument,
+    ApiKeyDocument,
 ]

@@ -15,6 +15,8 @@ from klikkflow.kit.graphql import (
     mask_errors,
 )
 from subgraphs.identity import audit, mfa
+from subgraphs.identity.api_keys import ApiKeyRefused, ApiKeysForbidden
+from subgraphs.identity.api_keys import api_keys as api_key_service
 from subgraphs.identity.loaders import user_loader
 from subgraphs.identity.service import (
     Client,
@@ -27,11 +29,16 @@ from subgraphs.identity.service import (
 from subgraphs.identity.service import Session as SignedIn
 from subgraphs.identity.service import identity as identity_service
 from subgraphs.identity.types import (
+    ApiKey,
     AuditEntryConnection,
     AuditLogFilter,
     AuthPayload,
     ConfirmMfaResult,
+    CreateApiKeyInput,
+    CreateApiKeyResult,
+    CreateApiKeySuccess,
     DisableMfaResult,
+    ForbiddenError,
     InvalidCodeError,
     InvalidCredentialsError,
     InvalidTokenError,
@@ -45,6 +52,9 @@ from subgraphs.identity.types import (
     Organization,
     RefreshTokenInput,
     RefreshTokenResult,
+    RevokeApiKeyInput,
+    RevokeApiKeyResult,
+    RevokeApiKeySuccess,
     RevokeSessionInput,
     RevokeSessionResult,
     RevokeSessionSuccess,
@@ -80,6 +90,15 @@ class Query:
         viewer = info.context.require_viewer()
         found = await user_loader(info.context).load(viewer.user_id)
         return User.from_model(found) if found else None
+
+    @strawberry.field(description="Your organization's API keys (owners and admins).")
+    async def api_keys(self, info: strawberry.Info) -> list[ApiKey]:
+        viewer = info.context.require_viewer()
+        try:
+            found = await api_key_service.list(viewer)
+        except ApiKeysForbidden as exc:
+            raise PublicError(str(exc)) from exc
+        return [ApiKey.from_model(k) for k in found]
 
     @strawberry.field(description="Your active sessions, most recently used first.")
     async def sessions(self, info: strawberry.Info) -> list[Session]:
@@ -216,6 +235,35 @@ class Mutation:
         except mfa.MfaError:
             return InvalidCodeError(message="invalid code")
         return MfaDisabled(ok=True)
+
+    @strawberry.mutation(description="Create an API key (owners and admins).")
+    async def create_api_key(
+        self, info: strawberry.Info, input: CreateApiKeyInput
+    ) -> CreateApiKeyResult:
+        viewer = info.context.require_viewer()
+        try:
+            created, secret = await api_key_service.create(
+                info.context.settings, viewer, input.name, input.role, input.expires_in_days
+            )
+        except ApiKeyRefused as exc:
+            fields = [FieldError(path=k, message=v) for k, v in exc.problems.items()]
+            return ValidationError(message="API key refused", fields=fields)
+        except ApiKeysForbidden as exc:
+            return ForbiddenError(message=str(exc))
+        return CreateApiKeySuccess(api_key=ApiKey.from_model(created), secret=secret)
+
+    @strawberry.mutation(description="Revoke an API key; it stops working within 30 s.")
+    async def revoke_api_key(
+        self, info: strawberry.Info, input: RevokeApiKeyInput
+    ) -> RevokeApiKeyResult:
+        viewer = info.context.require_viewer()
+        try:
+            found = await api_key_service.revoke(info.context.settings, viewer, str(input.id))
+        except ApiKeysForbidden as exc:
+            return ForbiddenError(message=str(exc))
+        if not found:
+            return NotFoundError(message=f"API key {input.id} not found", id=input.id)
+        return RevokeApiKeySuccess(id=input.id)
 
     @strawberry.mutation(description="Trade a refresh token for a new token pair.")
     async def refresh_token(

@@ -7,6 +7,7 @@ import strawberry
 from strawberry.scalars import JSON
 
 from klikkflow.kit.graphql import Error, NotFoundError, ValidationError
+from subgraphs.identity.api_keys import ApiKeyDocument
 from subgraphs.identity.audit import AuditEntryDocument, AuditFilter, encode_cursor
 from subgraphs.identity.models import OrganizationDocument, UserDocument
 
@@ -227,6 +228,61 @@ class InvalidCodeError(Error):
     pass
 
 
+@strawberry.type(description="An API key (its secret is shown only when created).")
+class ApiKey:
+    id: strawberry.ID = strawberry.field(description="Key id.")
+    name: str = strawberry.field(description="What it is for.")
+    prefix: str = strawberry.field(description="Visible start of the key, e.g. kf_1a2b3c4d.")
+    role: str = strawberry.field(description="The role it acts with.")
+    created_at: datetime = strawberry.field(description="When it was created.")
+    expires_at: datetime | None = strawberry.field(description="When it stops working.")
+    last_used_at: datetime | None = strawberry.field(description="Last use (minute precision).")
+    revoked: bool = strawberry.field(description="Whether it was revoked.")
+
+    @classmethod
+    def from_model(cls, m: ApiKeyDocument) -> ApiKey:
+        return cls(
+            id=strawberry.ID(str(m.id)),
+            name=m.name,
+            prefix=m.prefix,
+            role=m.role,
+            created_at=m.created_at,
+            expires_at=m.expires_at,
+            last_used_at=m.last_used_at,
+            revoked=m.revoked_at is not None,
+        )
+
+
+@strawberry.input(description="A new API key for your organization.")
+class CreateApiKeyInput:
+    name: str = strawberry.field(description="What it is for.")
+    role: str = strawberry.field(description="owner, admin, editor or viewer (at most yours).")
+    expires_in_days: int | None = strawberry.field(
+        default=None, description="Lifetime in days; none means until revoked."
+    )
+
+
+@strawberry.type(description="The key was created: copy the secret now, it is not shown again.")
+class CreateApiKeySuccess:
+    api_key: ApiKey = strawberry.field(description="The key's details.")
+    secret: str = strawberry.field(description="The whole key, for Authorization: Bearer.")
+
+
+@strawberry.input(description="An API key to revoke.")
+class RevokeApiKeyInput:
+    id: strawberry.ID = strawberry.field(description="The key's id.")
+
+
+@strawberry.type(description="The key was revoked.")
+class RevokeApiKeySuccess:
+    id: strawberry.ID = strawberry.field(description="The revoked key.")
+
+
+@strawberry.federation.type(shareable=True, description="Your role does not allow this.")
+class ForbiddenError(Error):
+    pass
+
+
 LogInResult = Annotated[
     AuthPayload | MfaRequired | InvalidCredentialsError | TooManyAttemptsError,
     strawberry.union("LogInResult", description="Log-in outcome."),
@@ -250,4 +306,12 @@ ConfirmMfaResult = Annotated[
 DisableMfaResult = Annotated[
     MfaDisabled | InvalidCodeError,
     strawberry.union("DisableMfaResult", description="Outcome of disableMfa."),
+]
+CreateApiKeyResult = Annotated[
+    CreateApiKeySuccess | ValidationError | ForbiddenError,
+    strawberry.union("CreateApiKeyResult", description="Outcome of createApiKey."),
+]
+RevokeApiKeyResult = Annotated[
+    RevokeApiKeySuccess | NotFoundError | ForbiddenError,
+    strawberry.union("RevokeApiKeyResult", description="Outcome of revokeApiKey."),
 ]
