@@ -148,7 +148,6 @@ class JwksVerifier:
             keys = await self.keys(force=True)  # a key rotated in since we last looked
         return decode_access_token(keys, self.settings, token)
 
-
     async def _api_key(self, key: str) -> Viewer:
         """API keys are opaque: the identity subgraph says whom they act for. Answers are
         cached briefly, so a revoked key stops working within API_KEY_CACHE_SECONDS."""

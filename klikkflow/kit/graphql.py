@@ -117,6 +117,11 @@ class NotFoundError(Error):
     id: strawberry.ID = strawberry.field(description="The id that was looked up.")
 
 
+@strawberry.federation.type(shareable=True, description="Your role does not allow this.")
+class ForbiddenError(Error):
+    pass
+
+
 @strawberry.federation.type(shareable=True, description="A store a service depends on.")
 class StoreHealth:
     name: str = strawberry.field(description="mongo, postgres or redis.")

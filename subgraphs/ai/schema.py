@@ -3,21 +3,21 @@ from __future__ import annotations
 import strawberry
 
 from klikkflow.kit.asgi import service_health
+from klikkflow.kit.errors import InvalidInput, NotAllowed
 from klikkflow.kit.graphql import (
     FEDERATION_VERSION,
     FieldError,
+    ForbiddenError,
     ServiceHealth,
     ValidationError,
     mask_errors,
 )
 from subgraphs.ai.loaders import knowledge_base_loader
-from subgraphs.ai.service import InvalidKnowledgeBase, NotAllowed
 from subgraphs.ai.service import knowledge_base as knowledge_base_service
 from subgraphs.ai.types import (
     CreateKnowledgeBaseInput,
     CreateKnowledgeBaseResult,
     CreateKnowledgeBaseSuccess,
-    ForbiddenError,
     KnowledgeBase,
 )
 
@@ -53,7 +53,7 @@ class Mutation:
         async with info.context.state.sessions() as session:
             try:
                 kb = knowledge_base_service.create(session, viewer, input.name)
-            except InvalidKnowledgeBase as exc:
+            except InvalidInput as exc:
                 fields = [FieldError(path=k, message=v) for k, v in exc.problems.items()]
                 return ValidationError(message="knowledge base refused", fields=fields)
             except NotAllowed as exc:

@@ -5,23 +5,13 @@ from __future__ import annotations
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from klikkflow.kit.auth import Viewer
+from klikkflow.kit.errors import InvalidInput, NotAllowed
 from subgraphs.ai.models import KnowledgeBase
 from subgraphs.ai.repository import repository
 
 MAX_NAME_LENGTH = 200
 EDIT_ROLES = frozenset({"owner", "admin", "editor"})
 MAX_PAGE = 100
-
-
-class InvalidKnowledgeBase(Exception):
-    def __init__(self, problems: dict[str, str]) -> None:
-        super().__init__("; ".join(f"{k}: {v}" for k, v in problems.items()))
-        self.problems = problems
-
-
-class NotAllowed(Exception):
-    def __init__(self, action: str) -> None:
-        super().__init__(f"your role may not {action}")
 
 
 class KnowledgeBaseService:
@@ -31,7 +21,7 @@ class KnowledgeBaseService:
             raise NotAllowed("create knowledge bases")
         name = name.strip()
         if not name or len(name) > MAX_NAME_LENGTH:
-            raise InvalidKnowledgeBase({"name": f"must have 1 to {MAX_NAME_LENGTH} characters"})
+            raise InvalidInput({"name": f"must have 1 to {MAX_NAME_LENGTH} characters"})
         kb = KnowledgeBase(organization_id=viewer.organization_id, name=name)
         session.add(kb)
         return kb

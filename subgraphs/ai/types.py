@@ -5,7 +5,7 @@ from typing import Annotated
 
 import strawberry
 
-from klikkflow.kit.graphql import Error, ValidationError
+from klikkflow.kit.graphql import ForbiddenError, ValidationError
 from subgraphs.ai.models import KnowledgeBase as KnowledgeBaseModel
 
 
@@ -37,11 +37,6 @@ class CreateKnowledgeBaseInput:
 @strawberry.type(description="The knowledge base was created.")
 class CreateKnowledgeBaseSuccess:
     knowledge_base: KnowledgeBase = strawberry.field(description="The new knowledge base.")
-
-
-@strawberry.federation.type(shareable=True, description="Your role does not allow this.")
-class ForbiddenError(Error):
-    pass
 
 
 CreateKnowledgeBaseResult = Annotated[

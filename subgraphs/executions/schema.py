@@ -5,20 +5,21 @@ from collections.abc import AsyncGenerator
 import strawberry
 
 from klikkflow.kit.asgi import service_health
+from klikkflow.kit.errors import NotAllowed
 from klikkflow.kit.graphql import (
     FEDERATION_VERSION,
+    ForbiddenError,
     NotFoundError,
     PublicError,
     ServiceHealth,
     mask_errors,
 )
 from subgraphs.executions.loaders import execution_loader
-from subgraphs.executions.service import NotAllowed, WorkflowNotFound
+from subgraphs.executions.service import WorkflowNotFound
 from subgraphs.executions.service import execution as execution_service
 from subgraphs.executions.types import (
     Execution,
     ExecutionEvent,
-    ForbiddenError,
     RunWorkflowInput,
     RunWorkflowResult,
     RunWorkflowSuccess,

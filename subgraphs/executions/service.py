@@ -15,6 +15,7 @@ from arq.connections import ArqRedis
 from redis.asyncio import Redis
 
 from klikkflow.kit.auth import Viewer
+from klikkflow.kit.errors import NotAllowed
 from subgraphs.executions.models import (
     TERMINAL,
     ExecutionDocument,
@@ -40,11 +41,6 @@ class WorkflowNotFound(Exception):
     def __init__(self, workflow_id: str) -> None:
         super().__init__(f"workflow {workflow_id} not found")
         self.workflow_id = workflow_id
-
-
-class NotAllowed(Exception):
-    def __init__(self, action: str) -> None:
-        super().__init__(f"your role may not {action}")
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ from typing import Annotated
 
 import strawberry
 
-from klikkflow.kit.graphql import Error, NotFoundError
+from klikkflow.kit.graphql import ForbiddenError, NotFoundError
 from subgraphs.executions.models import ExecutionDocument
 from subgraphs.executions.models import ExecutionStatus as ExecutionStatusModel
 from subgraphs.executions.service import Event
@@ -79,11 +79,6 @@ class RunWorkflowInput:
 @strawberry.type(description="The execution was queued.")
 class RunWorkflowSuccess:
     execution: Execution = strawberry.field(description="The queued execution.")
-
-
-@strawberry.federation.type(shareable=True, description="Your role does not allow this.")
-class ForbiddenError(Error):
-    pass
 
 
 RunWorkflowResult = Annotated[

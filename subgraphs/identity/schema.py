@@ -8,6 +8,7 @@ from klikkflow.kit.asgi import service_health
 from klikkflow.kit.graphql import (
     FEDERATION_VERSION,
     FieldError,
+    ForbiddenError,
     NotFoundError,
     PublicError,
     ServiceHealth,
@@ -38,7 +39,6 @@ from subgraphs.identity.types import (
     CreateApiKeyResult,
     CreateApiKeySuccess,
     DisableMfaResult,
-    ForbiddenError,
     InvalidCodeError,
     InvalidCredentialsError,
     InvalidTokenError,

@@ -16,6 +16,7 @@ from pymongo.errors import DuplicateKeyError
 from redis.asyncio import Redis
 
 from klikkflow.kit.auth import Viewer, sign_access_token
+from klikkflow.kit.errors import InvalidInput
 from klikkflow.kit.passwords import check_password
 from klikkflow.kit.ratelimit import Lockout, RateLimiter
 from klikkflow.kit.settings import AuthSettings
@@ -36,12 +37,6 @@ EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _hasher = PasswordHasher()  # argon2id with the library's current recommended parameters
 # Verified against when an e-mail is unknown, so both answers take the same time.
 _DUMMY_HASH = _hasher.hash(secrets.token_hex(16))
-
-
-class InvalidInput(Exception):
-    def __init__(self, problems: dict[str, str]) -> None:
-        super().__init__("; ".join(f"{k}: {v}" for k, v in problems.items()))
-        self.problems = problems
 
 
 class InvalidCredentials(Exception):

@@ -6,7 +6,7 @@ from typing import Annotated, cast
 import strawberry
 from strawberry.scalars import JSON
 
-from klikkflow.kit.graphql import Error, NotFoundError, ValidationError
+from klikkflow.kit.graphql import Error, ForbiddenError, NotFoundError, ValidationError
 from subgraphs.identity.api_keys import ApiKeyDocument
 from subgraphs.identity.audit import AuditEntryDocument, AuditFilter, encode_cursor
 from subgraphs.identity.models import OrganizationDocument, UserDocument
@@ -276,11 +276,6 @@ class RevokeApiKeyInput:
 @strawberry.type(description="The key was revoked.")
 class RevokeApiKeySuccess:
     id: strawberry.ID = strawberry.field(description="The revoked key.")
-
-
-@strawberry.federation.type(shareable=True, description="Your role does not allow this.")
-class ForbiddenError(Error):
-    pass
 
 
 LogInResult = Annotated[

@@ -3,21 +3,21 @@ from __future__ import annotations
 import strawberry
 
 from klikkflow.kit.asgi import service_health
+from klikkflow.kit.errors import InvalidInput, NotAllowed
 from klikkflow.kit.graphql import (
     FEDERATION_VERSION,
     FieldError,
+    ForbiddenError,
     ServiceHealth,
     ValidationError,
     mask_errors,
 )
 from subgraphs.workflows.loaders import workflow_loader
-from subgraphs.workflows.service import InvalidWorkflow, NotAllowed
 from subgraphs.workflows.service import workflow as workflow_service
 from subgraphs.workflows.types import (
     CreateWorkflowInput,
     CreateWorkflowResult,
     CreateWorkflowSuccess,
-    ForbiddenError,
     User,
     Workflow,
 )
@@ -49,7 +49,7 @@ class Mutation:
         viewer = info.context.require_viewer()
         try:
             created = await workflow_service.create(viewer, input.name)
-        except InvalidWorkflow as exc:
+        except InvalidInput as exc:
             fields = [FieldError(path=k, message=v) for k, v in exc.problems.items()]
             return ValidationError(message="workflow refused", fields=fields)
         except NotAllowed as exc:

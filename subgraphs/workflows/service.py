@@ -5,6 +5,7 @@ from __future__ import annotations
 from beanie import PydanticObjectId
 
 from klikkflow.kit.auth import Viewer
+from klikkflow.kit.errors import InvalidInput, NotAllowed
 from subgraphs.workflows.models import WorkflowDocument
 from subgraphs.workflows.repository import repository
 
@@ -13,24 +14,13 @@ EDIT_ROLES = frozenset({"owner", "admin", "editor"})
 MAX_PAGE = 100
 
 
-class InvalidWorkflow(Exception):
-    def __init__(self, problems: dict[str, str]) -> None:
-        super().__init__("; ".join(f"{k}: {v}" for k, v in problems.items()))
-        self.problems = problems
-
-
-class NotAllowed(Exception):
-    def __init__(self, action: str) -> None:
-        super().__init__(f"your role may not {action}")
-
-
 class WorkflowService:
     async def create(self, viewer: Viewer, name: str) -> WorkflowDocument:
         if viewer.role not in EDIT_ROLES:
             raise NotAllowed("create workflows")
         name = name.strip()
         if not name or len(name) > MAX_NAME_LENGTH:
-            raise InvalidWorkflow({"name": f"must have 1 to {MAX_NAME_LENGTH} characters"})
+            raise InvalidInput({"name": f"must have 1 to {MAX_NAME_LENGTH} characters"})
         workflow = WorkflowDocument(
             organization_id=PydanticObjectId(viewer.organization_id),
             owner_id=PydanticObjectId(viewer.user_id),

@@ -5,7 +5,7 @@ from typing import Annotated
 
 import strawberry
 
-from klikkflow.kit.graphql import Error, ValidationError
+from klikkflow.kit.graphql import ForbiddenError, ValidationError
 from subgraphs.workflows.models import WorkflowDocument
 
 
@@ -59,11 +59,6 @@ class CreateWorkflowInput:
 @strawberry.type(description="The workflow was created.")
 class CreateWorkflowSuccess:
     workflow: Workflow = strawberry.field(description="The new workflow.")
-
-
-@strawberry.federation.type(shareable=True, description="Your role does not allow this.")
-class ForbiddenError(Error):
-    pass
 
 
 CreateWorkflowResult = Annotated[
