@@ -41,6 +41,9 @@ class Platform:
             "KLIKKFLOW_SECRET_KEY": settings.secret_key,
             "KLIKKFLOW_JWKS_URL": f"{identity}{JWKS_PATH}",
             "KLIKKFLOW_API_KEY_INTROSPECTION_URL": f"{identity}{INTROSPECT_PATH}",
+            "KLIKKFLOW_SMTP_HOST": settings.smtp_host,
+            "KLIKKFLOW_SMTP_PORT": str(settings.smtp_port),
+            "KLIKKFLOW_PUBLIC_URL": settings.public_url,
         }
 
 

@@ -61,7 +61,22 @@ class AuthSettings(_Base):
     )
 
 
-class SubgraphSettings(StoreSettings, AuthSettings):
+class MailSettings(_Base):
+    """Outgoing mail (invitations, password resets). Empty host: mail is only logged."""
+
+    smtp_host: str = ""
+    smtp_port: int = 25
+    smtp_username: str = ""
+    smtp_password: str = ""
+    smtp_starttls: bool = False
+    mail_from: str = "KlikkFlow <no-reply@klikkflow.local>"
+    public_url: str = Field(
+        default=f"http://127.0.0.1:{DEFAULT_PORTS['web']}",
+        description="The dashboard's address, for links in mail",
+    )
+
+
+class SubgraphSettings(StoreSettings, AuthSettings, MailSettings):
     """Settings of one subgraph service (each subgraph's app factory builds one)."""
 
     host: str = "127.0.0.1"
@@ -88,7 +103,7 @@ class WebSettings(AuthSettings):
     )
 
 
-class PlatformSettings(StoreSettings, AuthSettings):
+class PlatformSettings(StoreSettings, AuthSettings, MailSettings):
     """Settings of `klikkflow up`: ports of every service and the data directory."""
 
     data_dir: Path = Field(

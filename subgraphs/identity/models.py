@@ -112,6 +112,22 @@ class RefreshTokenDocument(Document):
         ]
 
 
+class InvitationDocument(Document):
+    organization_id: PydanticObjectId
+    email: str
+    role: str
+    invited_by: PydanticObjectId
+    token_hash: Annotated[str, Indexed(unique=True)]
+    created_at: datetime = Field(default_factory=_now)
+    expires_at: datetime
+    accepted_at: datetime | None = None
+    revoked_at: datetime | None = None
+
+    class Settings:
+        name = "invitations"
+        indexes = [IndexModel([("organization_id", ASCENDING), ("created_at", ASCENDING)])]
+
+
 DOCUMENTS = [
     OrganizationDocument,
     UserDocument,
@@ -122,4 +138,5 @@ DOCUMENTS = [
     MfaChallengeDocument,
     AuditEntryDocument,
     ApiKeyDocument,
+    InvitationDocument,
 ]

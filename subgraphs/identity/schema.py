@@ -3,8 +3,10 @@ from __future__ import annotations
 import math
 
 import strawberry
+from strawberry.tools import merge_types
 
 from klikkflow.kit.asgi import service_health
+from klikkflow.kit.errors import InvalidInput, NotAllowed
 from klikkflow.kit.graphql import (
     FEDERATION_VERSION,
     FieldError,
@@ -19,10 +21,11 @@ from subgraphs.identity import audit, mfa
 from subgraphs.identity.api_keys import ApiKeyRefused, ApiKeysForbidden
 from subgraphs.identity.api_keys import api_keys as api_key_service
 from subgraphs.identity.loaders import user_loader
+from subgraphs.identity.members import InvitationInvalid
+from subgraphs.identity.members import members as member_service
 from subgraphs.identity.service import (
     Client,
     InvalidCredentials,
-    InvalidInput,
     InvalidRefreshToken,
     MfaPending,
     TooManyAttempts,
@@ -30,10 +33,15 @@ from subgraphs.identity.service import (
 from subgraphs.identity.service import Session as SignedIn
 from subgraphs.identity.service import identity as identity_service
 from subgraphs.identity.types import (
+    AcceptInvitationInput,
+    AcceptInvitationResult,
     ApiKey,
     AuditEntryConnection,
     AuditLogFilter,
     AuthPayload,
+    ChangeMemberRoleInput,
+    ChangeMemberRoleResult,
+    ChangeMemberRoleSuccess,
     ConfirmMfaResult,
     CreateApiKeyInput,
     CreateApiKeyResult,
@@ -42,16 +50,25 @@ from subgraphs.identity.types import (
     InvalidCodeError,
     InvalidCredentialsError,
     InvalidTokenError,
+    Invitation,
+    InviteMemberInput,
+    InviteMemberResult,
+    InviteMemberSuccess,
     LogInInput,
     LogInResult,
+    Member,
     MfaCodeInput,
     MfaDisabled,
     MfaEnabled,
     MfaEnrolment,
     MfaRequired,
     Organization,
+    OrganizationMembership,
     RefreshTokenInput,
     RefreshTokenResult,
+    RemoveMemberInput,
+    RemoveMemberResult,
+    RemoveMemberSuccess,
     RevokeApiKeyInput,
     RevokeApiKeyResult,
     RevokeApiKeySuccess,
@@ -61,6 +78,8 @@ from subgraphs.identity.types import (
     Session,
     SignUpInput,
     SignUpResult,
+    SwitchOrganizationInput,
+    SwitchOrganizationResult,
     TooManyAttemptsError,
     User,
     VerifyMfaInput,
@@ -292,9 +311,122 @@ class Mutation:
         return NotFoundError(message=f"session {input.id} not found", id=input.id)
 
 
+def _problems(exc: InvalidInput, message: str) -> ValidationError:
+    fields = [FieldError(path=k, message=v) for k, v in exc.problems.items()]
+    return ValidationError(message=message, fields=fields)
+
+
+@strawberry.type
+class MemberMutation:
+    @strawberry.mutation(description="Invite someone to your organization by e-mail.")
+    async def invite_member(
+        self, info: strawberry.Info, input: InviteMemberInput
+    ) -> InviteMemberResult:
+        viewer = info.context.require_viewer()
+        try:
+            sent, _ = await member_service.invite(
+                info.context.settings, viewer, input.email, input.role
+            )
+        except InvalidInput as exc:
+            return _problems(exc, "invitation refused")
+        except NotAllowed as exc:
+            return ForbiddenError(message=str(exc))
+        return InviteMemberSuccess(
+            invitation=Invitation(
+                id=strawberry.ID(str(sent.id)),
+                email=sent.email,
+                role=sent.role,
+                expires_at=sent.expires_at,
+            )
+        )
+
+    @strawberry.mutation(description="Join an organization with the token from the mail.")
+    async def accept_invitation(
+        self, info: strawberry.Info, input: AcceptInvitationInput
+    ) -> AcceptInvitationResult:
+        try:
+            session = await member_service.accept(
+                info.context.settings, input.token, input.name, input.password, _client(info)
+            )
+        except InvitationInvalid:
+            return InvalidTokenError(message="invalid or expired invitation")
+        except InvalidInput as exc:
+            return _problems(exc, "could not accept the invitation")
+        return _payload(session)
+
+    @strawberry.mutation(description="Change a member's role.")
+    async def change_member_role(
+        self, info: strawberry.Info, input: ChangeMemberRoleInput
+    ) -> ChangeMemberRoleResult:
+        viewer = info.context.require_viewer()
+        try:
+            await member_service.change_role(
+                info.context.settings, viewer, str(input.user_id), input.role
+            )
+        except InvalidInput as exc:
+            return _problems(exc, "role change refused")
+        except NotAllowed as exc:
+            return ForbiddenError(message=str(exc))
+        member = next(
+            m for m in await member_service.members(viewer) if str(m.user.id) == input.user_id
+        )
+        return ChangeMemberRoleSuccess(
+            member=Member(
+                user=User.from_model(member.user), role=member.role, joined_at=member.joined_at
+            )
+        )
+
+    @strawberry.mutation(description="Remove a member; their sessions here end at once.")
+    async def remove_member(
+        self, info: strawberry.Info, input: RemoveMemberInput
+    ) -> RemoveMemberResult:
+        viewer = info.context.require_viewer()
+        try:
+            await member_service.remove(info.context.settings, viewer, str(input.user_id))
+        except InvalidInput as exc:
+            return _problems(exc, "removal refused")
+        except NotAllowed as exc:
+            return ForbiddenError(message=str(exc))
+        return RemoveMemberSuccess(user_id=input.user_id)
+
+    @strawberry.mutation(description="Get tokens for another organization you belong to.")
+    async def switch_organization(
+        self, info: strawberry.Info, input: SwitchOrganizationInput
+    ) -> SwitchOrganizationResult:
+        viewer = info.context.require_viewer()
+        try:
+            session = await member_service.switch(
+                info.context.settings, viewer, str(input.organization_id), _client(info)
+            )
+        except InvalidInput as exc:
+            return _problems(exc, "switch refused")
+        except NotAllowed as exc:
+            return ForbiddenError(message=str(exc))
+        return _payload(session)
+
+
+@strawberry.type
+class MemberQuery:
+    @strawberry.field(description="The members of your organization, oldest first.")
+    async def members(self, info: strawberry.Info) -> list[Member]:
+        viewer = info.context.require_viewer()
+        return [
+            Member(user=User.from_model(m.user), role=m.role, joined_at=m.joined_at)
+            for m in await member_service.members(viewer)
+        ]
+
+    @strawberry.field(description="The organizations you belong to, with your role in each.")
+    async def my_organizations(self, info: strawberry.Info) -> list[OrganizationMembership]:
+        viewer = info.context.require_viewer()
+        return [
+            OrganizationMembership(organization=Organization.from_model(org), role=role)
+            for org, role in await member_service.memberships(viewer)
+        ]
+
+
 schema = strawberry.federation.Schema(
-    query=Query,
-    mutation=Mutation,
+    query=merge_types("Query", (Query, MemberQuery)),
+    mutation=merge_types("Mutation", (Mutation, MemberMutation)),
     types=[User, Organization],
     federation_version=FEDERATION_VERSION,
     extensions=[mask_errors],

@@ -310,3 +310,90 @@ RevokeApiKeyResult = Annotated[
     RevokeApiKeySuccess | NotFoundError | ForbiddenError,
     strawberry.union("RevokeApiKeyResult", description="Outcome of revokeApiKey."),
 ]
+
+
+@strawberry.type(description="A member of your organization.")
+class Member:
+    user: User = strawberry.field(description="The person.")
+    role: str = strawberry.field(description="owner, admin, editor or viewer.")
+    joined_at: datetime = strawberry.field(description="When they joined.")
+
+
+@strawberry.type(description="An organization you belong to.")
+class OrganizationMembership:
+    organization: Organization = strawberry.field(description="The organization.")
+    role: str = strawberry.field(description="Your role there.")
+
+
+@strawberry.type(description="An invitation sent by e-mail.")
+class Invitation:
+    id: strawberry.ID = strawberry.field(description="Invitation id.")
+    email: str = strawberry.field(description="Who was invited.")
+    role: str = strawberry.field(description="The role they get.")
+    expires_at: datetime = strawberry.field(description="When the link stops working.")
+
+
+@strawberry.input(description="Invite someone by e-mail.")
+class InviteMemberInput:
+    email: str = strawberry.field(description="Their e-mail address.")
+    role: str = strawberry.field(description="The role they get (at most yours).")
+
+
+@strawberry.type(description="The invitation was sent.")
+class InviteMemberSuccess:
+    invitation: Invitation = strawberry.field(description="The invitation.")
+
+
+@strawberry.input(description="Accept an invitation from its e-mail link.")
+class AcceptInvitationInput:
+    token: str = strawberry.field(description="The token from the link.")
+    password: str = strawberry.field(description="Your password (a new one if you are new).")
+    name: str = strawberry.field(default="", description="Your name, if you are new here.")
+
+
+@strawberry.input(description="Change a member's role.")
+class ChangeMemberRoleInput:
+    user_id: strawberry.ID = strawberry.field(description="The member.")
+    role: str = strawberry.field(description="The new role.")
+
+
+@strawberry.type(description="The role was changed.")
+class ChangeMemberRoleSuccess:
+    member: Member = strawberry.field(description="The member, as now.")
+
+
+@strawberry.input(description="Remove a member from your organization.")
+class RemoveMemberInput:
+    user_id: strawberry.ID = strawberry.field(description="The member.")
+
+
+@strawberry.type(description="The member was removed and their sessions ended.")
+class RemoveMemberSuccess:
+    user_id: strawberry.ID = strawberry.field(description="Who was removed.")
+
+
+@strawberry.input(description="Act in another organization you belong to.")
+class SwitchOrganizationInput:
+    organization_id: strawberry.ID = strawberry.field(description="The organization.")
+
+
+InviteMemberResult = Annotated[
+    InviteMemberSuccess | ValidationError | ForbiddenError,
+    strawberry.union("InviteMemberResult", description="Outcome of inviteMember."),
+]
+AcceptInvitationResult = Annotated[
+    AuthPayload | ValidationError | InvalidTokenError,
+    strawberry.union("AcceptInvitationResult", description="Outcome of acceptInvitation."),
+]
+ChangeMemberRoleResult = Annotated[
+    ChangeMemberRoleSuccess | ValidationError | ForbiddenError,
+    strawberry.union("ChangeMemberRoleResult", description="Outcome of changeMemberRole."),
+]
+RemoveMemberResult = Annotated[
+    RemoveMemberSuccess | ValidationError | ForbiddenError,
+    strawberry.union("RemoveMemberResult", description="Outcome of removeMember."),
+]
+SwitchOrganizationResult = Annotated[
+    AuthPayload | ValidationError | ForbiddenError,
+    strawberry.union("SwitchOrganizationResult", description="Outcome of switchOrganization."),
+]
