@@ -13,11 +13,13 @@ from starlette.routing import Route
 from klikkflow.kit.asgi import subgraph_app
 from klikkflow.kit.auth import INTROSPECT_PATH, JWKS_PATH
 from klikkflow.kit.health import mongo_check, redis_check
+from klikkflow.kit.ratelimit import RateLimiter
 from klikkflow.kit.settings import SubgraphSettings
 from klikkflow.kit.stores import create_redis, init_mongo
 from subgraphs.identity.api_keys import api_keys
 from subgraphs.identity.keys import keys as signing_keys
 from subgraphs.identity.models import DOCUMENTS
+from subgraphs.identity.recovery import RESETS_PER_HOUR, recovery
 from subgraphs.identity.schema import schema
 from subgraphs.identity.service import identity as identity_service
 
@@ -30,6 +32,7 @@ def create_app(settings: SubgraphSettings | None = None) -> Starlette:
         mongo = await init_mongo(settings.mongo_uri, settings.mongo_db, DOCUMENTS)
         redis = create_redis(settings.redis_url)
         identity_service.use_redis(redis)
+        recovery.use_limiter(RateLimiter(redis, "password-reset", RESETS_PER_HOUR, 3600))
         app.state.health_checks = {"mongo": mongo_check(mongo), "redis": redis_check(redis)}
         await signing_keys.signing_key(settings)  # the first start creates a key
         try:

@@ -31,6 +31,7 @@ class UserDocument(Document):
     password_hash: str
     created_at: datetime = Field(default_factory=_now)
     mfa: MfaState = Field(default_factory=MfaState)
+    email_verified_at: datetime | None = None
 
     class Settings:
         name = "users"
@@ -128,6 +129,21 @@ class InvitationDocument(Document):
         indexes = [IndexModel([("organization_id", ASCENDING), ("created_at", ASCENDING)])]
 
 
+class EmailTokenDocument(Document):
+    """A single-use link sent by mail: reset a password or confirm an address."""
+
+    purpose: str  # "password_reset" | "email_verification"
+    token_hash: Annotated[str, Indexed(unique=True)]
+    user_id: PydanticObjectId
+    email: str
+    expires_at: datetime
+    used_at: datetime | None = None
+
+    class Settings:
+        name = "email_tokens"
+        indexes = [IndexModel([("expires_at", ASCENDING)], expireAfterSeconds=86_400)]
+
+
 DOCUMENTS = [
     OrganizationDocument,
     UserDocument,
@@ -139,4 +155,5 @@ DOCUMENTS = [
     AuditEntryDocument,
     ApiKeyDocument,
     InvitationDocument,
+    EmailTokenDocument,
 ]

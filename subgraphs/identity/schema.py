@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import logging
 import math
 
 import strawberry
@@ -17,12 +18,14 @@ from klikkflow.kit.graphql import (
     ValidationError,
     mask_errors,
 )
+from klikkflow.kit.mail import MailNotSent
 from subgraphs.identity import audit, mfa
 from subgraphs.identity.api_keys import ApiKeyRefused, ApiKeysForbidden
 from subgraphs.identity.api_keys import api_keys as api_key_service
 from subgraphs.identity.loaders import user_loader
 from subgraphs.identity.members import InvitationInvalid
 from subgraphs.identity.members import members as member_service
+from subgraphs.identity.recovery import LinkInvalid, recovery
 from subgraphs.identity.service import (
     Client,
     InvalidCredentials,
@@ -69,6 +72,10 @@ from subgraphs.identity.types import (
     RemoveMemberInput,
     RemoveMemberResult,
     RemoveMemberSuccess,
+    RequestPasswordResetInput,
+    ResetPasswordInput,
+    ResetPasswordResult,
+    ResetPasswordSuccess,
     RevokeApiKeyInput,
     RevokeApiKeyResult,
     RevokeApiKeySuccess,
@@ -82,9 +89,14 @@ from subgraphs.identity.types import (
     SwitchOrganizationResult,
     TooManyAttemptsError,
     User,
+    VerifyEmailInput,
+    VerifyEmailResult,
+    VerifyEmailSuccess,
     VerifyMfaInput,
     VerifyMfaResult,
 )
+
+log = logging.getLogger("klikkflow.identity")
 
 
 def _payload(session: SignedIn) -> AuthPayload:
@@ -168,6 +180,13 @@ class Query:
         return AuditEntryConnection.from_page(entries, next_cursor)
 
 
+async def _send_verification(info: strawberry.Info, session: SignedIn) -> None:
+    try:
+        await recovery.send_verification(info.context.settings, session.user)
+    except MailNotSent:  # the account stands; the user can ask for another link
+        log.exception("verification mail not sent")
+
+
 def _client(info: strawberry.Info) -> Client:
     request = info.context.request
     host = request.client.host if request.client else ""
@@ -187,6 +206,7 @@ class Mutation:
                 input.organization_name,
                 _client(info),
             )
+            await _send_verification(info, session)
         except InvalidInput as exc:
             fields = [FieldError(path=k, message=v) for k, v in exc.problems.items()]
             return ValidationError(message="sign-up refused", fields=fields)
@@ -406,6 +426,44 @@ class MemberMutation:
 
 
 @strawberry.type
+class RecoveryMutation:
+    @strawberry.mutation(
+        description="Mail a password-reset link if the address has an account. The answer "
+        "is always true, so it tells nothing about which addresses exist."
+    )
+    async def request_password_reset(
+        self, info: strawberry.Info, input: RequestPasswordResetInput
+    ) -> bool:
+        try:
+            await recovery.request_reset(info.context.settings, input.email)
+        except MailNotSent:
+            log.exception("password reset mail not sent")
+        return True
+
+    @strawberry.mutation(description="Set a new password with a mailed token.")
+    async def reset_password(
+        self, info: strawberry.Info, input: ResetPasswordInput
+    ) -> ResetPasswordResult:
+        try:
+            await recovery.reset_password(info.context.settings, input.token, input.password)
+        except InvalidInput as exc:
+            return _problems(exc, "password refused")
+        except LinkInvalid:
+            return InvalidTokenError(message="invalid or expired link")
+        return ResetPasswordSuccess(ok=True)
+
+    @strawberry.mutation(description="Confirm your e-mail address with a mailed token.")
+    async def verify_email(
+        self, info: strawberry.Info, input: VerifyEmailInput
+    ) -> VerifyEmailResult:
+        try:
+            user = await recovery.verify_email(input.token)
+        except LinkInvalid:
+            return InvalidTokenError(message="invalid or expired link")
+        return VerifyEmailSuccess(user=User.from_model(user))
+
+
+@strawberry.type
 class MemberQuery:
     @strawberry.field(description="The members of your organization, oldest first.")
     async def members(self, info: strawberry.Info) -> list[Member]:
@@ -426,7 +484,7 @@ class MemberQuery:
 
 schema = strawberry.federation.Schema(
     query=merge_types("Query", (Query, MemberQuery)),
-    mutation=merge_types("Mutation", (Mutation, MemberMutation)),
+    mutation=merge_types("Mutation", (Mutation, MemberMutation, RecoveryMutation)),
     types=[User, Organization],
     federation_version=FEDERATION_VERSION,
     extensions=[mask_errors],

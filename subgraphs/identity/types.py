@@ -18,10 +18,17 @@ class User:
     email: str = strawberry.field(description="Sign-in e-mail address, lower-case.")
     name: str = strawberry.field(description="Display name.")
     created_at: datetime = strawberry.field(description="When the account was created.")
+    email_verified: bool = strawberry.field(description="Whether the address was confirmed.")
 
     @classmethod
     def from_model(cls, m: UserDocument) -> User:
-        return cls(id=strawberry.ID(str(m.id)), email=m.email, name=m.name, created_at=m.created_at)
+        return cls(
+            id=strawberry.ID(str(m.id)),
+            email=m.email,
+            name=m.name,
+            created_at=m.created_at,
+            email_verified=m.email_verified_at is not None,
+        )
 
     @classmethod
     async def resolve_reference(cls, info: strawberry.Info, id: strawberry.ID) -> User | None:
@@ -396,4 +403,40 @@ RemoveMemberResult = Annotated[
 SwitchOrganizationResult = Annotated[
     AuthPayload | ValidationError | ForbiddenError,
     strawberry.union("SwitchOrganizationResult", description="Outcome of switchOrganization."),
+]
+
+
+@strawberry.input(description="Ask for a password-reset link by e-mail.")
+class RequestPasswordResetInput:
+    email: str = strawberry.field(description="The account's address.")
+
+
+@strawberry.input(description="Set a new password with the link's token.")
+class ResetPasswordInput:
+    token: str = strawberry.field(description="From the mailed link.")
+    password: str = strawberry.field(description="The new password.")
+
+
+@strawberry.type(description="The password was changed; every session was signed out.")
+class ResetPasswordSuccess:
+    ok: bool = strawberry.field(description="Always true.")
+
+
+@strawberry.input(description="Confirm an e-mail address with the link's token.")
+class VerifyEmailInput:
+    token: str = strawberry.field(description="From the mailed link.")
+
+
+@strawberry.type(description="The address is confirmed.")
+class VerifyEmailSuccess:
+    user: User = strawberry.field(description="The account.")
+
+
+ResetPasswordResult = Annotated[
+    ResetPasswordSuccess | ValidationError | InvalidTokenError,
+    strawberry.union("ResetPasswordResult", description="Outcome of resetPassword."),
+]
+VerifyEmailResult = Annotated[
+    VerifyEmailSuccess | InvalidTokenError,
+    strawberry.union("VerifyEmailResult", description="Outcome of verifyEmail."),
 ]

@@ -11,7 +11,9 @@ SIGN_UP = """
 mutation SignUp($input: SignUpInput!) {
   signUp(input: $input) {
     __typename
-    ... on AuthPayload { accessToken role user { id email } organization { id name } }
+    ... on AuthPayload {
+      accessToken refreshToken role user { id email } organization { id name }
+    }
     ... on ValidationError { message fields { path message } }
   }
 }
