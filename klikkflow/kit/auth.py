@@ -26,6 +26,8 @@ from joserfc.jwk import ECKey, KeySet
 from klikkflow.kit.settings import AuthSettings
 
 ROLES = ("owner", "admin", "editor", "viewer")
+# A token that may only enrol in MFA: its organization requires MFA, the user has none yet.
+MFA_ENROLMENT_ONLY = "mfa_enrolment"
 ALGORITHM = "ES256"
 JWKS_PATH = "/.well-known/jwks.json"
 INTROSPECT_PATH = "/internal/api-keys/introspect"
@@ -61,6 +63,7 @@ def sign_access_token(
     organization_id: str,
     role: str,
     session_id: str | None = None,
+    scopes: frozenset[str] = frozenset(),
     now: int | None = None,
 ) -> str:
     now = int(time.time()) if now is None else now
@@ -71,6 +74,7 @@ def sign_access_token(
         "org": organization_id,
         "role": role,
         "sid": session_id,
+        "scp": sorted(scopes),
         "iat": now,
         "nbf": now - 5,
         "exp": now + settings.access_token_ttl_seconds,
@@ -84,11 +88,13 @@ def _viewer(claims: Mapping[str, Any]) -> Viewer:
     if role not in ROLES or not isinstance(claims.get("org"), str):
         raise InvalidToken("token lacks an organization or a known role")
     sid = claims.get("sid")
+    scopes = claims.get("scp") or []
     return Viewer(
         user_id=claims["sub"],
         organization_id=claims["org"],
         role=role,
         session_id=sid if isinstance(sid, str) else None,
+        scopes=frozenset(str(s) for s in scopes) if isinstance(scopes, list) else frozenset(),
     )
 
 

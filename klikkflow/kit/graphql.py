@@ -13,7 +13,7 @@ from strawberry.asgi import GraphQL
 from strawberry.extensions import MaskErrors
 from strawberry.types.unset import UNSET, UnsetType
 
-from klikkflow.kit.auth import InvalidToken, JwksVerifier, Viewer, find_token
+from klikkflow.kit.auth import MFA_ENROLMENT_ONLY, InvalidToken, JwksVerifier, Viewer, find_token
 from klikkflow.kit.health import StoreStatus
 from klikkflow.kit.settings import AuthSettings
 
@@ -71,10 +71,15 @@ class Context:
             raise NotAuthenticated(f"invalid token: {self.token_error}")
         return self._viewer
 
-    def require_viewer(self) -> Viewer:
+    def require_viewer(self, *, enrolment_ok: bool = False) -> Viewer:
         viewer = self.viewer
         if viewer is None:
             raise NotAuthenticated()
+        if MFA_ENROLMENT_ONLY in viewer.scopes and not enrolment_ok:
+            raise NotAuthenticated(
+                "your organization requires two-factor authentication: enrol first "
+                "(startMfaEnrolment, confirmMfaEnrolment), then sign in again"
+            )
         return viewer
 
 

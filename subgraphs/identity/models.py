@@ -20,6 +20,7 @@ class OrganizationDocument(Document):
     name: str
     slug: Annotated[str, Indexed(unique=True)]
     created_at: datetime = Field(default_factory=_now)
+    require_mfa: bool = False
 
     class Settings:
         name = "organizations"

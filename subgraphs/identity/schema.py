@@ -88,6 +88,8 @@ from subgraphs.identity.types import (
     SwitchOrganizationInput,
     SwitchOrganizationResult,
     TooManyAttemptsError,
+    UpdateOrganizationSecurityInput,
+    UpdateOrganizationSecurityResult,
     User,
     VerifyEmailInput,
     VerifyEmailResult,
@@ -118,7 +120,7 @@ class Query:
 
     @strawberry.field(description="The signed-in user.")
     async def me(self, info: strawberry.Info) -> User | None:
-        viewer = info.context.require_viewer()
+        viewer = info.context.require_viewer(enrolment_ok=True)
         found = await user_loader(info.context).load(viewer.user_id)
         return User.from_model(found) if found else None
 
@@ -244,7 +246,7 @@ class Mutation:
 
     @strawberry.mutation(description="Begin turning on MFA: returns the secret to scan.")
     async def start_mfa_enrolment(self, info: strawberry.Info) -> MfaEnrolment:
-        viewer = info.context.require_viewer()
+        viewer = info.context.require_viewer(enrolment_ok=True)
         try:
             enrolment = await identity_service.start_mfa_enrolment(info.context.settings, viewer)
         except mfa.MfaError as exc:
@@ -257,7 +259,7 @@ class Mutation:
     async def confirm_mfa_enrolment(
         self, info: strawberry.Info, input: MfaCodeInput
     ) -> ConfirmMfaResult:
-        viewer = info.context.require_viewer()
+        viewer = info.context.require_viewer(enrolment_ok=True)
         try:
             codes = await identity_service.confirm_mfa_enrolment(
                 info.context.settings, viewer, input.code
@@ -316,7 +318,7 @@ class Mutation:
 
     @strawberry.mutation(description="Sign out: end the session of the token in use.")
     async def log_out(self, info: strawberry.Info) -> bool:
-        viewer = info.context.require_viewer()
+        viewer = info.context.require_viewer(enrolment_ok=True)
         if viewer.session_id is None:
             return False
         return await identity_service.revoke_session(viewer, viewer.session_id, "logged out")
@@ -464,6 +466,22 @@ class RecoveryMutation:
 
 
 @strawberry.type
+class SecurityMutation:
+    @strawberry.mutation(description="Require MFA of every member (owners and admins).")
+    async def update_organization_security(
+        self, info: strawberry.Info, input: UpdateOrganizationSecurityInput
+    ) -> UpdateOrganizationSecurityResult:
+        viewer = info.context.require_viewer()
+        try:
+            await identity_service.set_require_mfa(info.context.settings, viewer, input.require_mfa)
+        except NotAllowed as exc:
+            return ForbiddenError(message=str(exc))
+        found = await identity_service.organization(viewer, viewer.organization_id)
+        assert found is not None
+        return Organization.from_model(found)
+
+
+@strawberry.type
 class MemberQuery:
     @strawberry.field(description="The members of your organization, oldest first.")
     async def members(self, info: strawberry.Info) -> list[Member]:
@@ -484,7 +502,9 @@ class MemberQuery:
 
 schema = strawberry.federation.Schema(
     query=merge_types("Query", (Query, MemberQuery)),
-    mutation=merge_types("Mutation", (Mutation, MemberMutation, RecoveryMutation)),
+    mutation=merge_types(
+        "Mutation", (Mutation, MemberMutation, RecoveryMutation, SecurityMutation)
+    ),
     types=[User, Organization],
     federation_version=FEDERATION_VERSION,
     extensions=[mask_errors],

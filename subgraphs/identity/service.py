@@ -15,8 +15,8 @@ from beanie import PydanticObjectId
 from pymongo.errors import DuplicateKeyError
 from redis.asyncio import Redis
 
-from klikkflow.kit.auth import Viewer, sign_access_token
-from klikkflow.kit.errors import InvalidInput
+from klikkflow.kit.auth import MFA_ENROLMENT_ONLY, Viewer, sign_access_token
+from klikkflow.kit.errors import InvalidInput, NotAllowed
 from klikkflow.kit.passwords import check_password
 from klikkflow.kit.ratelimit import Lockout, RateLimiter
 from klikkflow.kit.settings import AuthSettings
@@ -345,6 +345,22 @@ class IdentityService:
             raise mfa.InvalidCode()
         await self._audit_mfa(settings, viewer, "mfa.disabled")
 
+    async def set_require_mfa(self, settings: AuthSettings, viewer: Viewer, required: bool) -> None:
+        if viewer.role not in ("owner", "admin"):
+            raise NotAllowed("change the organization's security settings")
+        await OrganizationDocument.find_one(
+            OrganizationDocument.id == PydanticObjectId(viewer.organization_id)
+        ).update({"$set": {"require_mfa": required}})
+        await audit_log(settings).append(
+            organization_id=viewer.organization_id,
+            action="organization.security_changed",
+            actor_kind="user",
+            actor_id=viewer.user_id,
+            target_kind="organization",
+            target_id=viewer.organization_id,
+            data={"require_mfa": required},
+        )
+
     async def _audit_mfa(self, settings: AuthSettings, viewer: Viewer, action: str) -> None:
         await audit_log(settings).append(
             organization_id=viewer.organization_id,
@@ -411,6 +427,9 @@ class IdentityService:
             organization_id=str(org.id),
             role=role,
             session_id=str(session.id),
+            scopes=frozenset({MFA_ENROLMENT_ONLY})
+            if org.require_mfa and not user.mfa.enabled
+            else frozenset(),
         )
         return Session(
             user, org, role, access, refresh, str(session.id), settings.access_token_ttl_seconds

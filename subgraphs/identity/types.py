@@ -44,10 +44,17 @@ class Organization:
     name: str = strawberry.field(description="Display name.")
     slug: str = strawberry.field(description="URL-safe unique name.")
     created_at: datetime = strawberry.field(description="When the organization was created.")
+    require_mfa: bool = strawberry.field(description="Whether members must use MFA.")
 
     @classmethod
     def from_model(cls, m: OrganizationDocument) -> Organization:
-        return cls(id=strawberry.ID(str(m.id)), name=m.name, slug=m.slug, created_at=m.created_at)
+        return cls(
+            id=strawberry.ID(str(m.id)),
+            name=m.name,
+            slug=m.slug,
+            created_at=m.created_at,
+            require_mfa=m.require_mfa,
+        )
 
 
 @strawberry.input(description="A new account and its first organization.")
@@ -439,4 +446,17 @@ ResetPasswordResult = Annotated[
 VerifyEmailResult = Annotated[
     VerifyEmailSuccess | InvalidTokenError,
     strawberry.union("VerifyEmailResult", description="Outcome of verifyEmail."),
+]
+
+
+@strawberry.input(description="Your organization's security settings.")
+class UpdateOrganizationSecurityInput:
+    require_mfa: bool = strawberry.field(description="Require two-factor log-in of members.")
+
+
+UpdateOrganizationSecurityResult = Annotated[
+    Organization | ForbiddenError,
+    strawberry.union(
+        "UpdateOrganizationSecurityResult", description="Outcome of updateOrganizationSecurity."
+    ),
 ]

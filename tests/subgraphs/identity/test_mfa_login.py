@@ -84,3 +84,31 @@ async def test_a_challenge_dies_after_five_wrong_codes(platform, client):
         await gql(client, router, VERIFY, {"ch": challenge, "c": "000000"})
     late = data(await gql(client, router, VERIFY, {"ch": challenge, "c": code(secret, 1)}))
     assert late["verifyMfa"]["__typename"] == "TooManyAttemptsError"
+
+
+SECURITY = """mutation ($r: Boolean!) { updateOrganizationSecurity(input: {requireMfa: $r}) {
+  __typename ... on Organization { requireMfa } } }"""
+
+
+async def test_an_organization_can_require_mfa_of_its_members(platform, client):
+    router = platform.router_url
+    owner = await sign_up(client, router)
+    changed = data(await gql(client, router, SECURITY, {"r": True}, owner.token))
+    assert changed["updateOrganizationSecurity"] == {
+        "__typename": "Organization",
+        "requireMfa": True,
+    }
+    # Signing in again without MFA gives a token that can only enrol.
+    restricted = data(await gql(client, router, LOG_IN, {"e": owner.email}))["logIn"]
+    token = restricted["accessToken"]
+    refused = await gql(client, router, "{ workflows { id } }", token=token)
+    assert "requires two-factor authentication" in refused["errors"][0]["message"]
+    secret = data(await gql(client, router, START, token=token))["startMfaEnrolment"]["secret"]
+    enabled = data(await gql(client, router, CONFIRM, {"c": code(secret)}, token))
+    assert enabled["confirmMfaEnrolment"]["__typename"] == "MfaEnabled"
+    challenge = await _challenge(client, router, owner.email)
+    full = data(await gql(client, router, VERIFY, {"ch": challenge, "c": code(secret, 1)}))
+    allowed = await gql(
+        client, router, "{ workflows { id } }", token=full["verifyMfa"]["accessToken"]
+    )
+    assert allowed["data"] == {"workflows": []}
