@@ -1,0 +1,270 @@
+"""Two organizations, every root field of the supergraph: Bob never reaches Alice's data.
+
+The last test keeps this honest: a root field added to the API without a case here (or a
+reason it has no cross-tenant surface) fails the suite."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+import httpx
+import pytest
+from graphql import parse
+
+from klikkflow import schemas
+from tests.factories.graphql import data, gql
+from tests.factories.identity import Account, sign_up
+from tests.factories.subscriptions import ws_subscribe
+from tests.factories.workflows import create_workflow
+
+
+@dataclass
+class Alice:
+    account: Account
+    workflow: str
+    execution: str
+    knowledge_base: str
+    api_key: str
+    session: str
+
+
+@pytest.fixture(scope="module")
+async def tenants(platform):
+    async with httpx.AsyncClient(timeout=15, trust_env=False) as client:
+        alice = await sign_up(client, platform.router_url, "Alice Isolated")
+        bob = await sign_up(client, platform.router_url, "Bob Isolated")
+        workflow = await create_workflow(client, platform.router_url, alice, "Alice only")
+        run = data(
+            await gql(
+                client,
+                platform.router_url,
+                "mutation ($id: ID!) { runWorkflow(input: {workflowId: $id}) {"
+                " ... on RunWorkflowSuccess { execution { id } } } }",
+                {"id": workflow},
+                alice.token,
+            )
+        )
+        kb = data(
+            await gql(
+                client,
+                platform.router_url,
+                'mutation { createKnowledgeBase(input: {name: "Secrets"}) {'
+                " ... on CreateKnowledgeBaseSuccess { knowledgeBase { id } } } }",
+                token=alice.token,
+            )
+        )
+        key = data(
+            await gql(
+                client,
+                platform.router_url,
+                'mutation { createApiKey(input: {name: "k", role: "viewer"}) {'
+                " ... on CreateApiKeySuccess { apiKey { id } } } }",
+                token=alice.token,
+            )
+        )
+        sessions = data(
+            await gql(client, platform.router_url, "{ sessions { id } }", token=alice.token)
+        )
+    return Alice(
+        account=alice,
+        workflow=workflow,
+        execution=run["runWorkflow"]["execution"]["id"],
+        knowledge_base=kb["createKnowledgeBase"]["knowledgeBase"]["id"],
+        api_key=key["createApiKey"]["apiKey"]["id"],
+        session=sessions["sessions"][0]["id"],
+    ), bob
+
+
+LOOKUPS = {
+    "workflow": "query ($id: ID!) { workflow(id: $id) { id } }",
+    "execution": "query ($id: ID!) { execution(id: $id) { id } }",
+    "knowledgeBase": "query ($id: ID!) { knowledgeBase(id: $id) { id } }",
+    "user": "query ($id: ID!) { user(id: $id) { id } }",
+    "organization": "query ($id: ID!) { organization(id: $id) { id } }",
+}
+
+
+def _target(alice: Alice, field: str) -> str:
+    return {
+        "workflow": alice.workflow,
+        "execution": alice.execution,
+        "knowledgeBase": alice.knowledge_base,
+        "user": alice.account.user_id,
+        "organization": alice.account.organization_id,
+    }[field]
+
+
+@pytest.mark.parametrize("field", sorted(LOOKUPS))
+async def test_lookups_by_id_find_nothing(platform, client, tenants, field):
+    alice, bob = tenants
+    mine = data(
+        await gql(
+            client,
+            platform.router_url,
+            LOOKUPS[field],
+            {"id": _target(alice, field)},
+            alice.account.token,
+        )
+    )
+    assert mine[field] is not None  # the case is real: Alice sees it
+    theirs = data(
+        await gql(
+            client, platform.router_url, LOOKUPS[field], {"id": _target(alice, field)}, bob.token
+        )
+    )
+    assert theirs[field] is None
+
+
+LISTS = {
+    "workflows": "{ workflows { id } }",
+    "executions": "{ executions { id } }",
+    "knowledgeBases": "{ knowledgeBases { id } }",
+    "members": "{ members { user { id } } }",
+    "apiKeys": "{ apiKeys { id } }",
+    "sessions": "{ sessions { id } }",
+    "myOrganizations": "{ myOrganizations { organization { id } } }",
+    "auditLog": "{ auditLog { edges { node { actorId targetId } } } }",
+    "me": "{ me { id } }",
+}
+
+
+@pytest.mark.parametrize("field", sorted(LISTS))
+async def test_lists_hold_nothing_of_the_other_tenant(platform, client, tenants, field):
+    alice, bob = tenants
+    alices = {
+        alice.workflow,
+        alice.execution,
+        alice.knowledge_base,
+        alice.api_key,
+        alice.session,
+        alice.account.user_id,
+        alice.account.organization_id,
+    }
+    seen = str(data(await gql(client, platform.router_url, LISTS[field], token=bob.token)))
+    assert not [x for x in alices if x in seen]
+    filtered = data(
+        await gql(
+            client,
+            platform.router_url,
+            "query ($w: ID!) { executions(workflowId: $w) { id } }",
+            {"w": alice.workflow},
+            bob.token,
+        )
+    )
+    assert filtered["executions"] == []
+
+
+MUTATIONS = {
+    "runWorkflow": (
+        "mutation ($id: ID!) { runWorkflow(input: {workflowId: $id}) { __typename } }",
+        "workflow",
+        "NotFoundError",
+    ),
+    "revokeApiKey": (
+        "mutation ($id: ID!) { revokeApiKey(input: {id: $id}) { __typename } }",
+        "api_key",
+        "NotFoundError",
+    ),
+    "revokeSession": (
+        "mutation ($id: ID!) { revokeSession(input: {id: $id}) { __typename } }",
+        "session",
+        "NotFoundError",
+    ),
+    "changeMemberRole": (
+        "mutation ($id: ID!) { changeMemberRole(input: {userId: $id, "
+        'role: "viewer"}) { __typename } }',
+        "user",
+        "ValidationError",
+    ),
+    "removeMember": (
+        "mutation ($id: ID!) { removeMember(input: {userId: $id}) { __typename } }",
+        "user",
+        "ValidationError",
+    ),
+    "switchOrganization": (
+        "mutation ($id: ID!) { switchOrganization(input: {organizationId: $id}) { __typename } }",
+        "organization",
+        "ForbiddenError",
+    ),
+}
+
+
+@pytest.mark.parametrize("field", sorted(MUTATIONS))
+async def test_mutations_on_the_other_tenants_objects_are_refused(platform, client, tenants, field):
+    alice, bob = tenants
+    query, kind, expected = MUTATIONS[field]
+    target = {
+        "workflow": alice.workflow,
+        "api_key": alice.api_key,
+        "session": alice.session,
+        "user": alice.account.user_id,
+        "organization": alice.account.organization_id,
+    }[kind]
+    result = data(await gql(client, platform.router_url, query, {"id": target}, bob.token))
+    assert result[field]["__typename"] == expected
+    # ...and Alice's object is untouched.
+    still = data(
+        await gql(
+            client,
+            platform.router_url,
+            "{ members { role } apiKeys { revoked } }",
+            token=alice.account.token,
+        )
+    )
+    assert {"role": "owner"} in still["members"]
+    assert all(not k["revoked"] for k in still["apiKeys"])
+
+
+async def test_subscriptions_to_the_other_tenants_execution_are_refused(platform, tenants):
+    alice, bob = tenants
+    payloads = await asyncio.wait_for(
+        ws_subscribe(
+            platform.router_url,
+            "subscription ($id: ID!) { executionEvents(executionId: $id) { seq } }",
+            {"id": alice.execution},
+            bob.token,
+        ),
+        30,
+    )
+    assert "not found" in payloads[0]["errors"][0]["message"]
+
+
+# Root fields with no object of another tenant to reach: they act on the caller's own
+# account or organization, or on a secret only its holder has (tokens, invitations).
+NO_CROSS_TENANT_SURFACE = {
+    "aiHealth",
+    "executionsHealth",
+    "identityHealth",
+    "workflowsHealth",
+    "signUp",
+    "logIn",
+    "verifyMfa",
+    "refreshToken",
+    "logOut",
+    "startMfaEnrolment",
+    "confirmMfaEnrolment",
+    "disableMfa",
+    "createApiKey",
+    "inviteMember",
+    "acceptInvitation",
+    "requestPasswordReset",
+    "resetPassword",
+    "verifyEmail",
+    "updateOrganizationSecurity",
+    "createWorkflow",
+    "createKnowledgeBase",
+}
+
+
+def test_every_root_field_has_an_isolation_case():
+    supergraph = parse((schemas.SCHEMAS_DIR / "supergraph.graphql").read_text())
+    roots = {
+        field.name.value
+        for definition in supergraph.definitions
+        if getattr(definition, "name", None)
+        and definition.name.value in ("Query", "Mutation", "Subscription")
+        for field in definition.fields
+    }
+    covered = set(LOOKUPS) | set(LISTS) | set(MUTATIONS) | {"executionEvents"}
+    assert roots - covered - NO_CROSS_TENANT_SURFACE == set(), "add isolation cases"
