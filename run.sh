@@ -63,6 +63,14 @@ setup_router() {
   touch "$stamp"
 }
 
+setup_test_idp() {
+  # The OpenID Connect provider the SSO tests sign in against (npm oidc-provider).
+  local stamp="tests/idp/node_modules/.klikkflow-installed"
+  if [ -f "$stamp" ] && [ "$stamp" -nt tests/idp/package-lock.json ]; then return; fi
+  (cd tests/idp && npm ci --no-audit --no-fund --loglevel=error)
+  touch "$stamp"
+}
+
 command=${1:-}
 shift || true
 case "$command" in
@@ -76,6 +84,7 @@ case "$command" in
     need_debian redis-server:redis-server chromium:chromium
     setup_python
     setup_router
+    setup_test_idp
     "$VENV/bin/ruff" check .
     "$VENV/bin/ruff" format --check .
     "$VENV/bin/mypy" --no-error-summary

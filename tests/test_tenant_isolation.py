@@ -254,6 +254,11 @@ NO_CROSS_TENANT_SURFACE = {
     "updateOrganizationSecurity",
     "createWorkflow",
     "createKnowledgeBase",
+    # SSO: configuring acts on the caller's organization; starting needs only a public
+    # slug; completing needs the secret state from the start.
+    "configureOidc",
+    "startOidcLogin",
+    "completeOidcLogin",
 }
 
 

@@ -30,6 +30,7 @@ from subgraphs.identity.models import (
 )
 from subgraphs.identity.service import EMAIL_RE, Client, Session, _hasher
 from subgraphs.identity.service import identity as identity_service
+from subgraphs.identity.sso import SsoIdentity
 
 INVITATION_DAYS = 7
 MANAGERS = frozenset({"owner", "admin"})
@@ -194,6 +195,46 @@ class MemberService:
         return await identity_service._signed_in(  # noqa: SLF001 - same domain
             settings, user, organization, membership.role, client
         )
+
+    async def sign_in_with_sso(
+        self,
+        settings: SubgraphSettings,
+        organization_id: PydanticObjectId,
+        identity: SsoIdentity,
+        client: Client,
+    ) -> Session:
+        """Just-in-time provisioning: the account and membership are created on first
+        sign-in; the role follows the provider's claims on every sign-in (owners stay)."""
+        user = await UserDocument.find_one(UserDocument.email == identity.email)
+        if user is None:
+            unusable = await asyncio.to_thread(_hasher.hash, secrets.token_urlsafe(32))
+            user = UserDocument(
+                email=identity.email,
+                name=identity.name,
+                password_hash=unusable,
+                email_verified_at=_now(),
+            )
+            await user.insert()
+        membership = await MembershipDocument.find_one(
+            MembershipDocument.user_id == user.id,
+            MembershipDocument.organization_id == organization_id,
+        )
+        if membership is None:
+            membership = MembershipDocument(
+                user_id=user.id, organization_id=organization_id, role=identity.role
+            )
+            await membership.insert()
+        elif membership.role != "owner" and membership.role != identity.role:
+            membership.role = identity.role
+            await membership.save()
+        await audit_log(settings).append(
+            organization_id=str(organization_id),
+            action="auth.sso.login",
+            actor_kind="user",
+            actor_id=str(user.id),
+            data={"subject": identity.subject, "role": membership.role},
+        )
+        return await self._session_in(settings, user, organization_id, client)
 
     async def switch(
         self, settings: SubgraphSettings, viewer: Viewer, organization_id: str, client: Client

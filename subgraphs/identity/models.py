@@ -10,6 +10,7 @@ from pymongo import ASCENDING, IndexModel
 from subgraphs.identity.api_keys import ApiKeyDocument
 from subgraphs.identity.audit import AuditEntryDocument
 from subgraphs.identity.mfa import MfaState
+from subgraphs.identity.sso import OidcConfigDocument, OidcStateDocument
 
 
 def _now() -> datetime:
@@ -157,4 +158,6 @@ DOCUMENTS = [
     ApiKeyDocument,
     InvitationDocument,
     EmailTokenDocument,
+    OidcConfigDocument,
+    OidcStateDocument,
 ]

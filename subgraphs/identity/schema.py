@@ -35,6 +35,7 @@ from subgraphs.identity.service import (
 )
 from subgraphs.identity.service import Session as SignedIn
 from subgraphs.identity.service import identity as identity_service
+from subgraphs.identity.sso import SsoFailed, oidc
 from subgraphs.identity.types import (
     AcceptInvitationInput,
     AcceptInvitationResult,
@@ -45,6 +46,10 @@ from subgraphs.identity.types import (
     ChangeMemberRoleInput,
     ChangeMemberRoleResult,
     ChangeMemberRoleSuccess,
+    CompleteOidcLoginInput,
+    CompleteOidcLoginResult,
+    ConfigureOidcInput,
+    ConfigureOidcResult,
     ConfirmMfaResult,
     CreateApiKeyInput,
     CreateApiKeyResult,
@@ -65,6 +70,8 @@ from subgraphs.identity.types import (
     MfaEnabled,
     MfaEnrolment,
     MfaRequired,
+    OidcConfig,
+    OidcLoginStart,
     Organization,
     OrganizationMembership,
     RefreshTokenInput,
@@ -85,6 +92,9 @@ from subgraphs.identity.types import (
     Session,
     SignUpInput,
     SignUpResult,
+    SsoError,
+    StartOidcLoginInput,
+    StartOidcLoginResult,
     SwitchOrganizationInput,
     SwitchOrganizationResult,
     TooManyAttemptsError,
@@ -482,6 +492,65 @@ class SecurityMutation:
 
 
 @strawberry.type
+class SsoMutation:
+    @strawberry.mutation(description="Set up OpenID Connect single sign-on (owners, admins).")
+    async def configure_oidc(
+        self, info: strawberry.Info, input: ConfigureOidcInput
+    ) -> ConfigureOidcResult:
+        viewer = info.context.require_viewer()
+        mapping = input.role_mapping if isinstance(input.role_mapping, dict) else {}
+        try:
+            config = await oidc.configure(
+                info.context.settings,
+                viewer,
+                issuer=input.issuer,
+                client_id=input.client_id,
+                client_secret=input.client_secret,
+                role_claim=input.role_claim,
+                role_mapping={str(k): str(v) for k, v in mapping.items()},
+                default_role=input.default_role,
+                allowed_domains=input.allowed_domains,
+            )
+        except InvalidInput as exc:
+            return _problems(exc, "single sign-on settings refused")
+        except NotAllowed as exc:
+            return ForbiddenError(message=str(exc))
+        return OidcConfig(
+            issuer=config.issuer,
+            client_id=config.client_id,
+            role_claim=config.role_claim,
+            default_role=config.default_role,
+            allowed_domains=config.allowed_domains,
+        )
+
+    @strawberry.mutation(description="Begin an SSO sign-in: returns the provider's URL.")
+    async def start_oidc_login(
+        self, info: strawberry.Info, input: StartOidcLoginInput
+    ) -> StartOidcLoginResult:
+        org = await identity_service.organization_by_slug(input.organization_slug)
+        try:
+            if org is None or org.id is None:
+                raise SsoFailed("single sign-on is not set up for this organization")
+            url = await oidc.start(org.id, input.redirect_uri)
+        except SsoFailed as exc:
+            return SsoError(message=str(exc))
+        return OidcLoginStart(authorization_url=url)
+
+    @strawberry.mutation(description="Finish an SSO sign-in with the provider's code.")
+    async def complete_oidc_login(
+        self, info: strawberry.Info, input: CompleteOidcLoginInput
+    ) -> CompleteOidcLoginResult:
+        try:
+            org_id, identity = await oidc.complete(info.context.settings, input.state, input.code)
+        except SsoFailed as exc:
+            return SsoError(message=str(exc))
+        session = await member_service.sign_in_with_sso(
+            info.context.settings, org_id, identity, _client(info)
+        )
+        return _payload(session)
+
+
+@strawberry.type
 class MemberQuery:
     @strawberry.field(description="The members of your organization, oldest first.")
     async def members(self, info: strawberry.Info) -> list[Member]:
@@ -503,7 +572,7 @@ class MemberQuery:
 schema = strawberry.federation.Schema(
     query=merge_types("Query", (Query, MemberQuery)),
     mutation=merge_types(
-        "Mutation", (Mutation, MemberMutation, RecoveryMutation, SecurityMutation)
+        "Mutation", (Mutation, MemberMutation, RecoveryMutation, SecurityMutation, SsoMutation)
     ),
     types=[User, Organization],
     federation_version=FEDERATION_VERSION,

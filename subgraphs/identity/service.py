@@ -497,6 +497,9 @@ class IdentityService:
         found = await repository.users_in_organization(viewer.organization_id, user_ids)
         return [found.get(i) for i in user_ids]
 
+    async def organization_by_slug(self, slug: str) -> OrganizationDocument | None:
+        return await OrganizationDocument.find_one(OrganizationDocument.slug == slug)
+
     async def organization(
         self, viewer: Viewer, organization_id: str
     ) -> OrganizationDocument | None:

@@ -460,3 +460,63 @@ UpdateOrganizationSecurityResult = Annotated[
         "UpdateOrganizationSecurityResult", description="Outcome of updateOrganizationSecurity."
     ),
 ]
+
+
+@strawberry.input(description="Your organization's OpenID Connect provider.")
+class ConfigureOidcInput:
+    issuer: str = strawberry.field(description="The provider's issuer URL.")
+    client_id: str = strawberry.field(description="Client id registered at the provider.")
+    client_secret: str = strawberry.field(description="Client secret (stored sealed).")
+    role_claim: str = strawberry.field(default="groups", description="Claim that maps roles.")
+    role_mapping: JSON = strawberry.field(
+        default_factory=dict, description='Claim value -> role, e.g. {"admins": "admin"}.'
+    )
+    default_role: str = strawberry.field(default="viewer", description="Role when none maps.")
+    allowed_domains: list[str] = strawberry.field(
+        default_factory=list, description="E-mail domains allowed to sign in (empty: any)."
+    )
+
+
+@strawberry.type(description="Single sign-on settings (the secret is never shown).")
+class OidcConfig:
+    issuer: str = strawberry.field(description="The provider's issuer URL.")
+    client_id: str = strawberry.field(description="Client id.")
+    role_claim: str = strawberry.field(description="Claim that maps roles.")
+    default_role: str = strawberry.field(description="Role when none maps.")
+    allowed_domains: list[str] = strawberry.field(description="Allowed e-mail domains.")
+
+
+@strawberry.input(description="Begin signing in through your organization's provider.")
+class StartOidcLoginInput:
+    organization_slug: str = strawberry.field(description="The organization's slug.")
+    redirect_uri: str = strawberry.field(description="Where the provider sends the code.")
+
+
+@strawberry.type(description="Send the browser here.")
+class OidcLoginStart:
+    authorization_url: str = strawberry.field(description="The provider's sign-in page.")
+
+
+@strawberry.input(description="Finish signing in with what the provider sent back.")
+class CompleteOidcLoginInput:
+    state: str = strawberry.field(description="The state parameter.")
+    code: str = strawberry.field(description="The authorization code.")
+
+
+@strawberry.type(description="Single sign-on failed.")
+class SsoError(Error):
+    pass
+
+
+ConfigureOidcResult = Annotated[
+    OidcConfig | ValidationError | ForbiddenError,
+    strawberry.union("ConfigureOidcResult", description="Outcome of configureOidc."),
+]
+StartOidcLoginResult = Annotated[
+    OidcLoginStart | SsoError,
+    strawberry.union("StartOidcLoginResult", description="Outcome of startOidcLogin."),
+]
+CompleteOidcLoginResult = Annotated[
+    AuthPayload | SsoError,
+    strawberry.union("CompleteOidcLoginResult", description="Outcome of completeOidcLogin."),
+]
