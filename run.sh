@@ -75,13 +75,13 @@ command=${1:-}
 shift || true
 case "$command" in
   up)
-    need_debian redis-server:redis-server
+    need_debian redis-server:redis-server xmlsec1:xmlsec1
     setup_python
     setup_router
     exec "$VENV/bin/klikkflow" up "$@"
     ;;
   test)
-    need_debian redis-server:redis-server chromium:chromium
+    need_debian redis-server:redis-server chromium:chromium xmlsec1:xmlsec1
     setup_python
     setup_router
     setup_test_idp

@@ -259,6 +259,9 @@ NO_CROSS_TENANT_SURFACE = {
     "configureOidc",
     "startOidcLogin",
     "completeOidcLogin",
+    "configureSaml",
+    "startSamlLogin",
+    "completeSamlLogin",
 }
 
 

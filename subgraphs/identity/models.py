@@ -10,6 +10,7 @@ from pymongo import ASCENDING, IndexModel
 from subgraphs.identity.api_keys import ApiKeyDocument
 from subgraphs.identity.audit import AuditEntryDocument
 from subgraphs.identity.mfa import MfaState
+from subgraphs.identity.saml import SamlConfigDocument, SamlRequestDocument
 from subgraphs.identity.sso import OidcConfigDocument, OidcStateDocument
 
 
@@ -160,4 +161,6 @@ DOCUMENTS = [
     EmailTokenDocument,
     OidcConfigDocument,
     OidcStateDocument,
+    SamlConfigDocument,
+    SamlRequestDocument,
 ]

@@ -26,6 +26,7 @@ from subgraphs.identity.loaders import user_loader
 from subgraphs.identity.members import InvitationInvalid
 from subgraphs.identity.members import members as member_service
 from subgraphs.identity.recovery import LinkInvalid, recovery
+from subgraphs.identity.saml import acs_url, saml, sp_entity_id
 from subgraphs.identity.service import (
     Client,
     InvalidCredentials,
@@ -48,8 +49,12 @@ from subgraphs.identity.types import (
     ChangeMemberRoleSuccess,
     CompleteOidcLoginInput,
     CompleteOidcLoginResult,
+    CompleteSamlLoginInput,
+    CompleteSamlLoginResult,
     ConfigureOidcInput,
     ConfigureOidcResult,
+    ConfigureSamlInput,
+    ConfigureSamlResult,
     ConfirmMfaResult,
     CreateApiKeyInput,
     CreateApiKeyResult,
@@ -89,12 +94,16 @@ from subgraphs.identity.types import (
     RevokeSessionInput,
     RevokeSessionResult,
     RevokeSessionSuccess,
+    SamlConfig,
+    SamlLoginStart,
     Session,
     SignUpInput,
     SignUpResult,
     SsoError,
     StartOidcLoginInput,
     StartOidcLoginResult,
+    StartSamlLoginInput,
+    StartSamlLoginResult,
     SwitchOrganizationInput,
     SwitchOrganizationResult,
     TooManyAttemptsError,
@@ -551,6 +560,72 @@ class SsoMutation:
 
 
 @strawberry.type
+class SamlMutation:
+    @strawberry.mutation(description="Set up SAML 2.0 single sign-on (owners, admins).")
+    async def configure_saml(
+        self, info: strawberry.Info, input: ConfigureSamlInput
+    ) -> ConfigureSamlResult:
+        viewer = info.context.require_viewer()
+        mapping = input.role_mapping if isinstance(input.role_mapping, dict) else {}
+        settings = info.context.settings
+        try:
+            config = await saml.configure(
+                settings,
+                viewer,
+                idp_entity_id=input.idp_entity_id,
+                idp_sso_url=input.idp_sso_url,
+                idp_certificate=input.idp_certificate,
+                role_mapping={str(k): str(v) for k, v in mapping.items()},
+                default_role=input.default_role,
+                allowed_domains=input.allowed_domains,
+                email_attribute=input.email_attribute,
+                role_attribute=input.role_attribute,
+            )
+        except InvalidInput as exc:
+            return _problems(exc, "SAML settings refused")
+        except NotAllowed as exc:
+            return ForbiddenError(message=str(exc))
+        org = await identity_service.organization(viewer, viewer.organization_id)
+        slug = org.slug if org else ""
+        return SamlConfig(
+            idp_entity_id=config.idp_entity_id,
+            sp_entity_id=sp_entity_id(settings, slug),
+            acs_url=acs_url(settings),
+        )
+
+    @strawberry.mutation(description="Begin a SAML sign-in: returns the provider URL.")
+    async def start_saml_login(
+        self, info: strawberry.Info, input: StartSamlLoginInput
+    ) -> StartSamlLoginResult:
+        org = await identity_service.organization_by_slug(input.organization_slug)
+        try:
+            if org is None or org.id is None:
+                raise SsoFailed("SAML sign-on is not set up for this organization")
+            url = await saml.start(info.context.settings, org.id, org.slug)
+        except SsoFailed as exc:
+            return SsoError(message=str(exc))
+        return SamlLoginStart(redirect_url=url)
+
+    @strawberry.mutation(description="Finish a SAML sign-in with the provider's response.")
+    async def complete_saml_login(
+        self, info: strawberry.Info, input: CompleteSamlLoginInput
+    ) -> CompleteSamlLoginResult:
+        org = await identity_service.organization_by_slug(input.organization_slug)
+        try:
+            if org is None or org.id is None:
+                raise SsoFailed("SAML sign-on is not set up for this organization")
+            identity = await saml.complete(
+                info.context.settings, org.id, org.slug, input.saml_response
+            )
+        except SsoFailed as exc:
+            return SsoError(message=str(exc))
+        session = await member_service.sign_in_with_sso(
+            info.context.settings, org.id, identity, _client(info)
+        )
+        return _payload(session)
+
+
+@strawberry.type
 class MemberQuery:
     @strawberry.field(description="The members of your organization, oldest first.")
     async def members(self, info: strawberry.Info) -> list[Member]:
@@ -572,7 +647,8 @@ class MemberQuery:
 schema = strawberry.federation.Schema(
     query=merge_types("Query", (Query, MemberQuery)),
     mutation=merge_types(
-        "Mutation", (Mutation, MemberMutation, RecoveryMutation, SecurityMutation, SsoMutation)
+        "Mutation",
+        (Mutation, MemberMutation, RecoveryMutation, SecurityMutation, SsoMutation, SamlMutation),
     ),
     types=[User, Organization],
     federation_version=FEDERATION_VERSION,

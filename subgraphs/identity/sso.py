@@ -12,7 +12,7 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any
+from typing import Annotated, Any, Protocol
 
 import httpx
 from authlib.integrations.httpx_client import AsyncOAuth2Client
@@ -75,6 +75,29 @@ class SsoIdentity:
     name: str
     role: str
     subject: str
+
+
+class RoleMapping(Protocol):
+    role_mapping: dict[str, str]
+    default_role: str
+    allowed_domains: list[str]
+
+
+def map_identity(
+    config: RoleMapping, *, email: Any, name: Any, groups: Any, subject: Any
+) -> SsoIdentity:
+    """What an identity provider asserted, turned into who signs in and with which role
+    (the strongest any of their groups maps to). Shared by OIDC and SAML."""
+    address = str(email or "").strip().lower()
+    if "@" not in address:
+        raise SsoFailed("the provider did not vouch for an e-mail address")
+    domain = address.rpartition("@")[2]
+    if config.allowed_domains and domain not in config.allowed_domains:
+        raise SsoFailed(f"addresses at {domain} may not sign in to this organization")
+    values = groups if isinstance(groups, list) else ([] if groups is None else [groups])
+    mapped = [config.role_mapping[v] for v in map(str, values) if v in config.role_mapping]
+    role = min(mapped, key=ROLES.index) if mapped else config.default_role
+    return SsoIdentity(email=address, name=str(name or address), role=role, subject=str(subject))
 
 
 def _digest(value: str) -> str:
@@ -253,21 +276,14 @@ class OidcService:
         return dict(decoded.claims)
 
     def _identity(self, config: OidcConfigDocument, claims: dict[str, Any]) -> SsoIdentity:
-        email = str(claims.get("email") or "").lower()
-        if not email or claims.get("email_verified") is False:
+        if claims.get("email_verified") is False:
             raise SsoFailed("the provider did not vouch for an e-mail address")
-        domain = email.rpartition("@")[2]
-        if config.allowed_domains and domain not in config.allowed_domains:
-            raise SsoFailed(f"addresses at {domain} may not sign in to this organization")
-        values = claims.get(config.role_claim) or []
-        values = values if isinstance(values, list) else [values]
-        mapped = [config.role_mapping[v] for v in map(str, values) if v in config.role_mapping]
-        role = min(mapped, key=ROLES.index) if mapped else config.default_role
-        return SsoIdentity(
-            email=email,
-            name=str(claims.get("name") or email),
-            role=role,
-            subject=str(claims.get("sub")),
+        return map_identity(
+            config,
+            email=claims.get("email"),
+            name=claims.get("name"),
+            groups=claims.get(config.role_claim),
+            subject=claims.get("sub"),
         )
 
 

@@ -520,3 +520,56 @@ CompleteOidcLoginResult = Annotated[
     AuthPayload | SsoError,
     strawberry.union("CompleteOidcLoginResult", description="Outcome of completeOidcLogin."),
 ]
+
+
+@strawberry.input(description="Your organization's SAML 2.0 identity provider.")
+class ConfigureSamlInput:
+    idp_entity_id: str = strawberry.field(description="The provider's entity id.")
+    idp_sso_url: str = strawberry.field(description="Its single sign-on URL (HTTP-Redirect).")
+    idp_certificate: str = strawberry.field(description="Its signing certificate, PEM.")
+    role_attribute: str = strawberry.field(default="groups", description="Attribute for roles.")
+    email_attribute: str = strawberry.field(default="email", description="Attribute for e-mail.")
+    role_mapping: JSON = strawberry.field(
+        default_factory=dict, description='Attribute value -> role, e.g. {"admins": "admin"}.'
+    )
+    default_role: str = strawberry.field(default="viewer", description="Role when none maps.")
+    allowed_domains: list[str] = strawberry.field(
+        default_factory=list, description="E-mail domains allowed to sign in (empty: any)."
+    )
+
+
+@strawberry.type(description="SAML settings, and what to register at the provider.")
+class SamlConfig:
+    idp_entity_id: str = strawberry.field(description="The provider's entity id.")
+    sp_entity_id: str = strawberry.field(description="Our entity id (audience).")
+    acs_url: str = strawberry.field(description="Our assertion consumer service URL.")
+
+
+@strawberry.input(description="Begin a SAML sign-in.")
+class StartSamlLoginInput:
+    organization_slug: str = strawberry.field(description="The organization's slug.")
+
+
+@strawberry.type(description="Send the browser here.")
+class SamlLoginStart:
+    redirect_url: str = strawberry.field(description="The provider URL with the request.")
+
+
+@strawberry.input(description="Finish a SAML sign-in with the posted response.")
+class CompleteSamlLoginInput:
+    organization_slug: str = strawberry.field(description="From RelayState.")
+    saml_response: str = strawberry.field(description="The SAMLResponse form field (base64).")
+
+
+ConfigureSamlResult = Annotated[
+    SamlConfig | ValidationError | ForbiddenError,
+    strawberry.union("ConfigureSamlResult", description="Outcome of configureSaml."),
+]
+StartSamlLoginResult = Annotated[
+    SamlLoginStart | SsoError,
+    strawberry.union("StartSamlLoginResult", description="Outcome of startSamlLogin."),
+]
+CompleteSamlLoginResult = Annotated[
+    AuthPayload | SsoError,
+    strawberry.union("CompleteSamlLoginResult", description="Outcome of completeSamlLogin."),
+]
