@@ -9,17 +9,28 @@ from typing import TypedDict
 
 import httpx
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from klikkflow.kit.settings import WebSettings
+from web import accounts, api_keys, audit, members, profile
+from web.graphql_client import RouterUnavailable
 from web.probes import healthz, readyz
+from web.session import LoginRequired, RefreshCoalescer, SessionCookieMiddleware, login_url
 from web.status import status_page, status_partial
+from web.templating import is_htmx, render
 
 STATIC_DIR = Path(__file__).parent / "static"
 
 # Fail fast: a page waits on the router at most this long before showing it unreachable.
 ROUTER_TIMEOUT_SECONDS = 3.0
+
+GET, POST = ["GET"], ["POST"]
+GET_POST = ["GET", "POST"]
 
 
 class WebState(TypedDict):
@@ -27,6 +38,34 @@ class WebState(TypedDict):
 
     settings: WebSettings
     http: httpx.AsyncClient
+    refreshes: RefreshCoalescer
+
+
+async def _login_required(request: Request, exc: Exception) -> Response:
+    """No usable session: to the log-in page, and back here afterwards."""
+    target = login_url(request)
+    if is_htmx(request):  # a fragment request: have htmx load the page instead
+        return Response(status_code=204, headers={"HX-Redirect": target})
+    return RedirectResponse(target, status_code=303)
+
+
+async def _router_unavailable(request: Request, exc: Exception) -> Response:
+    reason = exc.reason if isinstance(exc, RouterUnavailable) else str(exc)
+    message = f"The router did not answer ({reason}). Try again in a moment."
+    if is_htmx(request):
+        return render(request, "partials/message.html", {"message": message})
+    context = {"title": "Router unreachable", "message": message, "viewer": None}
+    return render(request, "pages/message.html", context, status_code=503)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    status = exc.status_code if isinstance(exc, HTTPException) else 500
+    detail = exc.detail if isinstance(exc, HTTPException) else "Internal error"
+    titles = {403: "Forbidden", 404: "Not found", 405: "Method not allowed"}
+    context = {"title": titles.get(status, "Error"), "message": detail, "viewer": None}
+    if is_htmx(request):
+        return render(request, "partials/message.html", context, status_code=status)
+    return render(request, "pages/message.html", context, status_code=status)
 
 
 def create_app(settings: WebSettings | None = None) -> Starlette:
@@ -37,14 +76,72 @@ def create_app(settings: WebSettings | None = None) -> Starlette:
         # trust_env=False: the router is an internal service; proxy variables meant for
         # the outside world must not send dashboard traffic (and tokens) elsewhere.
         async with httpx.AsyncClient(timeout=ROUTER_TIMEOUT_SECONDS, trust_env=False) as http:
-            yield {"settings": settings, "http": http}
+            yield {"settings": settings, "http": http, "refreshes": RefreshCoalescer()}
 
     routes = [
         Route("/", status_page, name="home"),
         Route("/status", status_page, name="status"),
         Route("/partials/status", status_partial, name="status_partial"),
+        # Accounts
+        Route("/signup", accounts.signup, methods=GET_POST, name="signup"),
+        Route("/login", accounts.login, methods=GET_POST, name="login"),
+        Route("/login/mfa", accounts.login_mfa, methods=POST, name="login_mfa"),
+        Route("/login/sso", accounts.login_sso, methods=POST, name="login_sso"),
+        Route("/sso/callback", accounts.sso_callback, methods=GET, name="sso_callback"),
+        Route("/logout", accounts.logout, methods=POST, name="logout"),
+        Route("/switch", accounts.switch_organization, methods=POST, name="switch_organization"),
+        Route("/invitations/{token}", accounts.invitation, methods=GET_POST, name="invitation"),
+        Route("/reset-password", accounts.reset_request, methods=GET_POST, name="reset_request"),
+        Route(
+            "/reset-password/{token}",
+            accounts.reset_password,
+            methods=GET_POST,
+            name="reset_password",
+        ),
+        Route("/verify-email/{token}", accounts.verify_email, methods=GET, name="verify_email"),
+        # Organization
+        Route("/members", members.members_page, methods=GET, name="members"),
+        Route("/members/invite", members.invite_member, methods=POST, name="invite_member"),
+        Route(
+            "/members/{user_id}/role",
+            members.change_role,
+            methods=POST,
+            name="change_member_role",
+        ),
+        Route(
+            "/members/{user_id}/remove", members.remove_member, methods=POST, name="remove_member"
+        ),
+        Route("/api-keys", api_keys.api_keys_page, methods=GET, name="api_keys"),
+        Route("/api-keys", api_keys.create_api_key, methods=POST, name="create_api_key"),
+        Route(
+            "/api-keys/{key_id}/revoke",
+            api_keys.revoke_api_key,
+            methods=POST,
+            name="revoke_api_key",
+        ),
+        Route("/audit", audit.audit_page, methods=GET, name="audit"),
+        # You
+        Route("/profile", profile.profile_page, methods=GET, name="profile"),
+        Route(
+            "/profile/sessions/{session_id}/revoke",
+            profile.revoke_session,
+            methods=POST,
+            name="revoke_session",
+        ),
+        Route("/profile/mfa/start", profile.start_mfa, methods=POST, name="start_mfa"),
+        Route("/profile/mfa/confirm", profile.confirm_mfa, methods=POST, name="confirm_mfa"),
+        Route("/profile/mfa/disable", profile.disable_mfa, methods=POST, name="disable_mfa"),
         Route("/healthz", healthz, name="healthz"),
         Route("/readyz", readyz, name="readyz"),
         Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
     ]
-    return Starlette(routes=routes, lifespan=lifespan)
+    return Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        middleware=[Middleware(SessionCookieMiddleware)],
+        exception_handlers={
+            LoginRequired: _login_required,
+            RouterUnavailable: _router_unavailable,
+            HTTPException: _http_error,
+        },
+    )

@@ -13,7 +13,9 @@ from starlette.responses import Response
 from klikkflow.kit.settings import SUBGRAPHS
 from web.auth import viewer_token
 from web.graphql_client import GraphQLResponse, RouterUnavailable, execute
-from web.templating import render
+from web.session import current_token
+from web.templating import is_htmx, render
+from web.viewer import Viewer, load_viewer, render_page
 
 # One root field per subgraph (``<name>Health``, see SUBGRAPHS); each is nullable, so a
 # subgraph that is down comes back null with an error whose path names its field.
@@ -86,9 +88,14 @@ async def fetch_report(
 
 
 async def status_page(request: Request) -> Response:
+    # The header's viewer first: it may refresh the session the report then uses.
+    viewer = await _viewer_or_none(request)
     report = await _report_for(request)
-    return render(
-        request, "pages/status.html", _context(report), fragment="partials/status_table.html"
+    return await render_page(
+        request,
+        "pages/status.html",
+        {**_context(report), "viewer": viewer},
+        fragment="partials/status_table.html",
     )
 
 
@@ -97,9 +104,20 @@ async def status_partial(request: Request) -> Response:
     return render(request, "partials/status_table.html", _context(report))
 
 
+async def _viewer_or_none(request: Request) -> Viewer | None:
+    if is_htmx(request):
+        return None
+    try:
+        return await load_viewer(request, required=False)
+    except RouterUnavailable:
+        return None  # the report says so
+
+
 async def _report_for(request: Request) -> StatusReport:
     router_url = request.state.settings.router_url
-    return await fetch_report(request.state.http, router_url, viewer_token(request))
+    # An Authorization header wins over the session cookie (see web.auth).
+    token = viewer_token(request) if "authorization" in request.headers else None
+    return await fetch_report(request.state.http, router_url, token or current_token(request))
 
 
 def _context(report: StatusReport) -> dict[str, Any]:

@@ -9,9 +9,15 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.templating import Jinja2Templates
 
+from web.session import CSRF_FIELD, CSRF_HEADER, csrf_token
+
 TEMPLATES_DIR = Path(__file__).parent / "templates"
 
+# Starlette's Jinja2Templates turns autoescaping on for .html templates.
 templates = Jinja2Templates(directory=TEMPLATES_DIR)
+templates.env.globals.update(
+    csrf_token=csrf_token, csrf_field_name=CSRF_FIELD, csrf_header=CSRF_HEADER
+)
 
 
 def is_htmx(request: Request) -> bool:
