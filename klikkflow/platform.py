@@ -13,7 +13,7 @@ from functools import partial
 from redis.asyncio import Redis
 
 from klikkflow.kit import embedded, migrations
-from klikkflow.kit.auth import INTROSPECT_PATH, JWKS_PATH
+from klikkflow.kit.auth import INTROSPECT_PATH, JWKS_PATH, REFUSAL_PATH
 from klikkflow.kit.settings import SUBGRAPHS, PlatformSettings
 from klikkflow.kit.stores import WORKER_HEALTH_KEY
 from klikkflow.kit.supervisor import ServiceSpec, Supervisor, http_ok
@@ -41,6 +41,7 @@ class Platform:
             "KLIKKFLOW_SECRET_KEY": settings.secret_key,
             "KLIKKFLOW_JWKS_URL": f"{identity}{JWKS_PATH}",
             "KLIKKFLOW_API_KEY_INTROSPECTION_URL": f"{identity}{INTROSPECT_PATH}",
+            "KLIKKFLOW_TOKEN_REFUSAL_URL": f"{identity}{REFUSAL_PATH}",
             "KLIKKFLOW_SMTP_HOST": settings.smtp_host,
             "KLIKKFLOW_SMTP_PORT": str(settings.smtp_port),
             "KLIKKFLOW_PUBLIC_URL": settings.public_url,

@@ -12,6 +12,7 @@ import asyncio
 import base64
 import hashlib
 import json
+import logging
 import secrets
 import time
 from collections.abc import Mapping
@@ -25,12 +26,15 @@ from joserfc.jwk import ECKey, KeySet
 
 from klikkflow.kit.settings import AuthSettings
 
+log = logging.getLogger("klikkflow.auth")
+
 ROLES = ("owner", "admin", "editor", "viewer")
 # A token that may only enrol in MFA: its organization requires MFA, the user has none yet.
 MFA_ENROLMENT_ONLY = "mfa_enrolment"
 ALGORITHM = "ES256"
 JWKS_PATH = "/.well-known/jwks.json"
 INTROSPECT_PATH = "/internal/api-keys/introspect"
+REFUSAL_PATH = "/internal/audit/token-refused"
 API_KEY_PREFIX = "kf_"
 API_KEY_CACHE_SECONDS = 30.0
 
@@ -124,6 +128,7 @@ class JwksVerifier:
         self._fetched_at = 0.0
         self._lock = asyncio.Lock()
         self._api_keys: dict[str, tuple[float, Viewer | None]] = {}
+        self._reports: set[asyncio.Task[None]] = set()
 
     async def _fetch(self) -> KeySet:
         async with httpx.AsyncClient(timeout=5, trust_env=False) as client:
@@ -153,6 +158,23 @@ class JwksVerifier:
         if kid is not None and kid not in {k.kid for k in keys.keys}:
             keys = await self.keys(force=True)  # a key rotated in since we last looked
         return decode_access_token(keys, self.settings, token)
+
+    def report_refusal(self, reason: str, service: str) -> None:
+        """Tell the identity subgraph (fire and forget) that a token was refused here, so
+        the attempt lands in the audit log. Never delays or fails the request."""
+        task = asyncio.get_running_loop().create_task(self._report(reason, service))
+        self._reports.add(task)
+        task.add_done_callback(self._reports.discard)
+
+    async def _report(self, reason: str, service: str) -> None:
+        try:
+            async with httpx.AsyncClient(timeout=5, trust_env=False) as client:
+                await client.post(
+                    self.settings.token_refusal_url,
+                    json={"reason": reason[:300], "service": service},
+                )
+        except httpx.HTTPError:
+            log.warning("could not report a refused token to the audit log")
 
     async def _api_key(self, key: str) -> Viewer:
         """API keys are opaque: the identity subgraph says whom they act for. Answers are

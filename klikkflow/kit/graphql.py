@@ -64,6 +64,7 @@ class Context:
             self._viewer = await verifier.verify(token)
         except InvalidToken as exc:
             self.token_error = str(exc)
+            verifier.report_refusal(self.token_error, self.state.service_name)
 
     @property
     def viewer(self) -> Viewer | None:

@@ -55,6 +55,10 @@ class AuthSettings(_Base):
         default=f"http://127.0.0.1:{DEFAULT_PORTS['identity']}/.well-known/jwks.json",
         description="Where the identity subgraph publishes its token signing keys",
     )
+    token_refusal_url: str = Field(
+        default=f"http://127.0.0.1:{DEFAULT_PORTS['identity']}/internal/audit/token-refused",
+        description="Where subgraphs report refused tokens, for the audit log",
+    )
     api_key_introspection_url: str = Field(
         default=f"http://127.0.0.1:{DEFAULT_PORTS['identity']}/internal/api-keys/introspect",
         description="Where subgraphs ask the identity subgraph what an API key may do",

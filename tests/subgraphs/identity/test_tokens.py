@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import httpx
@@ -203,3 +204,26 @@ async def test_key_rotation_keeps_tokens_of_the_old_key_valid(platform, client, 
     assert {signing_key.kid, new_kid} <= kids  # the retired key stays published
     still = await gql(client, platform.router_url, "{ me { id } }", token=old_token)
     assert data(still)["me"]["id"] == account.user_id
+
+
+@pytest.mark.parametrize("token", ["not-a-jwt", "eyJhbGciOiJub25lIn0.e30.", "kf_deadbeef_nope"])
+async def test_refused_tokens_land_in_the_audit_log(platform, client, token):
+    from pymongo import AsyncMongoClient
+
+    mongo: AsyncMongoClient = AsyncMongoClient(platform.mongo_uri)
+    log = mongo[platform.settings.mongo_db]["audit_log"]
+    refusals = {"organization_id": "", "action": "auth.token.refused", "data.service": "workflows"}
+    try:
+        before = await log.count_documents(refusals)
+        answer = await gql(client, platform.router_url, "{ workflows { id } }", token=token)
+        assert answer["errors"][0]["message"].startswith("invalid token")
+        for _ in range(50):  # reported in the background: give it a moment
+            if await log.count_documents(refusals) > before:
+                break
+            await asyncio.sleep(0.1)
+        newest = await log.find_one(refusals, sort=[("seq", -1)])
+        assert await log.count_documents(refusals) >= before + 1
+    finally:
+        await mongo.close()
+    assert newest["data"]["reason"]
+    assert token not in str(newest)  # the token itself is never written down
