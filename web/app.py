@@ -88,6 +88,7 @@ def create_app(settings: WebSettings | None = None) -> Starlette:
         Route("/login/mfa", accounts.login_mfa, methods=POST, name="login_mfa"),
         Route("/login/sso", accounts.login_sso, methods=POST, name="login_sso"),
         Route("/sso/callback", accounts.sso_callback, methods=GET, name="sso_callback"),
+        Route("/saml/acs", accounts.saml_acs, methods=POST, name="saml_acs"),
         Route("/logout", accounts.logout, methods=POST, name="logout"),
         Route("/switch", accounts.switch_organization, methods=POST, name="switch_organization"),
         Route("/invitations/{token}", accounts.invitation, methods=GET_POST, name="invitation"),
