@@ -90,6 +90,8 @@ def _parser() -> argparse.ArgumentParser:
         help="verify one organization's chain ('' for events without one); default: all",
     )
 
+    commands.add_parser("permissions", help="print the role permission matrix")
+
     schema = commands.add_parser("schema", help="the committed GraphQL contract in schemas/")
     schema.add_argument("action", choices=["export", "compose", "check"])
     return parser
@@ -180,6 +182,11 @@ def main(argv: list[str] | None = None) -> int:
         return _router(args.host, args.port)
     if args.command == "migrate":
         return _migrate()
+    if args.command == "permissions":
+        from klikkflow.kit.permissions import table
+
+        print(table())  # noqa: T201
+        return 0
     if args.command == "run":
         from klikkflow import local
 

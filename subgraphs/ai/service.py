@@ -5,20 +5,19 @@ from __future__ import annotations
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from klikkflow.kit.auth import Viewer
-from klikkflow.kit.errors import InvalidInput, NotAllowed
+from klikkflow.kit.errors import InvalidInput
+from klikkflow.kit.permissions import require
 from subgraphs.ai.models import KnowledgeBase
 from subgraphs.ai.repository import repository
 
 MAX_NAME_LENGTH = 200
-EDIT_ROLES = frozenset({"owner", "admin", "editor"})
 MAX_PAGE = 100
 
 
 class KnowledgeBaseService:
     def create(self, session: AsyncSession, viewer: Viewer, name: str) -> KnowledgeBase:
         """Adds to the session; the request boundary commits."""
-        if viewer.role not in EDIT_ROLES:
-            raise NotAllowed("create knowledge bases")
+        require(viewer, "knowledge_base.create")
         name = name.strip()
         if not name or len(name) > MAX_NAME_LENGTH:
             raise InvalidInput({"name": f"must have 1 to {MAX_NAME_LENGTH} characters"})

@@ -15,7 +15,7 @@ from arq.connections import ArqRedis
 from redis.asyncio import Redis
 
 from klikkflow.kit.auth import Viewer
-from klikkflow.kit.errors import NotAllowed
+from klikkflow.kit.permissions import require
 from subgraphs.executions.models import (
     TERMINAL,
     ExecutionDocument,
@@ -27,7 +27,6 @@ from subgraphs.executions.repository import repository
 from subgraphs.workflows.service import workflow as workflow_service
 
 RUN_EXECUTION = "executions.run"  # arq job name; the job id is the execution id
-RUN_ROLES = frozenset({"owner", "admin", "editor"})
 STREAM_MAXLEN = 10_000
 FOLLOW_BLOCK_MS = 5_000
 MAX_PAGE = 100
@@ -57,8 +56,7 @@ class Event:
 
 class ExecutionService:
     async def create(self, viewer: Viewer, workflow_id: str) -> ExecutionDocument:
-        if viewer.role not in RUN_ROLES:
-            raise NotAllowed("run workflows")
+        require(viewer, "workflow.run")
         workflow = await workflow_service.get(viewer, workflow_id)
         if workflow is None:
             raise WorkflowNotFound(workflow_id)

@@ -17,10 +17,10 @@ from pydantic import Field
 from pymongo import ASCENDING, IndexModel
 
 from klikkflow.kit.auth import API_KEY_PREFIX, ROLES, Viewer
+from klikkflow.kit.permissions import allowed
 from klikkflow.kit.settings import AuthSettings
 from subgraphs.identity.audit import audit_log
 
-MANAGE_ROLES = frozenset({"owner", "admin"})
 MAX_LIFETIME_DAYS = 3650
 LAST_USED_RESOLUTION = timedelta(seconds=60)
 
@@ -82,7 +82,7 @@ class ApiKeyService:
         role: str,
         expires_in_days: int | None,
     ) -> tuple[ApiKeyDocument, str]:
-        if viewer.role not in MANAGE_ROLES or "api_key" in viewer.scopes:
+        if not allowed(viewer, "api_key.manage") or "api_key" in viewer.scopes:
             raise ApiKeysForbidden("only owners and admins, signed in, can create API keys")
         problems = {}
         if not name.strip() or len(name) > 100:
@@ -119,7 +119,7 @@ class ApiKeyService:
         return document, key
 
     async def list(self, viewer: Viewer) -> list[ApiKeyDocument]:
-        if viewer.role not in MANAGE_ROLES:
+        if not allowed(viewer, "api_key.manage"):
             raise ApiKeysForbidden("only owners and admins can see API keys")
         return (
             await ApiKeyDocument.find(
@@ -130,7 +130,7 @@ class ApiKeyService:
         )
 
     async def revoke(self, settings: AuthSettings, viewer: Viewer, key_id: str) -> bool:
-        if viewer.role not in MANAGE_ROLES:
+        if not allowed(viewer, "api_key.manage"):
             raise ApiKeysForbidden("only owners and admins can revoke API keys")
         if not PydanticObjectId.is_valid(key_id):
             return False

@@ -43,6 +43,7 @@ from pymongo.errors import DuplicateKeyError
 
 from klikkflow.kit.auth import Viewer
 from klikkflow.kit.crypto import derive_key
+from klikkflow.kit.permissions import allowed
 from klikkflow.kit.settings import AuthSettings
 
 ActorKind = Literal["user", "api_key", "system", "anonymous"]
@@ -52,7 +53,6 @@ COLLECTION = "audit_log"
 GLOBAL_CHAIN = ""
 KEY_PURPOSE = "audit log chain"  # HKDF info: the key hashes nothing else
 ZERO_HASH = "0" * 64
-READER_ROLES = frozenset({"owner", "admin"})
 MAX_PAGE_SIZE = 100
 MAX_APPEND_ATTEMPTS = 64
 VERIFY_BATCH_SIZE = 2000
@@ -440,7 +440,7 @@ class AuditLog:
     ) -> tuple[list[AuditEntryDocument], str | None]:
         """The viewer's organization's entries, newest first; owners and admins only.
         Returns the page and the cursor of the next one (None when this is the last)."""
-        if viewer.role not in READER_ROLES:
+        if not allowed(viewer, "audit.read"):
             raise AuditAccessDenied(viewer.role)
         limit = max(1, min(first, MAX_PAGE_SIZE))
         query: dict[str, Any] = {"organization_id": viewer.organization_id}

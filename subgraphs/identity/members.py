@@ -19,6 +19,7 @@ from klikkflow.kit.auth import ROLES, Viewer
 from klikkflow.kit.errors import InvalidInput, NotAllowed
 from klikkflow.kit.mail import send_mail
 from klikkflow.kit.passwords import check_password
+from klikkflow.kit.permissions import require
 from klikkflow.kit.settings import SubgraphSettings
 from subgraphs.identity.audit import audit_log
 from subgraphs.identity.models import (
@@ -33,7 +34,6 @@ from subgraphs.identity.service import identity as identity_service
 from subgraphs.identity.sso import SsoIdentity
 
 INVITATION_DAYS = 7
-MANAGERS = frozenset({"owner", "admin"})
 
 
 def _now() -> datetime:
@@ -66,14 +66,10 @@ def _as_object_id(value: str, field: str) -> PydanticObjectId:
 
 
 class MemberService:
-    def _require_manager(self, viewer: Viewer, action: str) -> None:
-        if viewer.role not in MANAGERS:
-            raise NotAllowed(action)
-
     async def invite(
         self, settings: SubgraphSettings, viewer: Viewer, email: str, role: str
     ) -> tuple[InvitationDocument, str]:
-        self._require_manager(viewer, "invite members")
+        require(viewer, "member.invite")
         email = email.strip().lower()
         problems = {}
         if not EMAIL_RE.match(email):
@@ -293,7 +289,7 @@ class MemberService:
     async def change_role(
         self, settings: SubgraphSettings, viewer: Viewer, user_id: str, role: str
     ) -> MembershipDocument:
-        self._require_manager(viewer, "change roles")
+        require(viewer, "member.change_role")
         if role not in ROLES:
             raise InvalidInput({"role": f"must be one of {', '.join(ROLES)}"})
         membership = await self._target(viewer, user_id)
@@ -315,7 +311,7 @@ class MemberService:
         return membership
 
     async def remove(self, settings: SubgraphSettings, viewer: Viewer, user_id: str) -> None:
-        self._require_manager(viewer, "remove members")
+        require(viewer, "member.remove")
         membership = await self._target(viewer, user_id)
         if viewer.role != "owner" and membership.role == "owner":
             raise NotAllowed("remove an owner")

@@ -24,7 +24,8 @@ from saml2.client import Saml2Client
 from saml2.config import Config
 
 from klikkflow.kit.auth import ROLES, Viewer
-from klikkflow.kit.errors import InvalidInput, NotAllowed
+from klikkflow.kit.errors import InvalidInput
+from klikkflow.kit.permissions import require
 from klikkflow.kit.settings import SubgraphSettings
 from subgraphs.identity.audit import audit_log
 from subgraphs.identity.sso import SsoFailed, SsoIdentity, map_identity
@@ -135,8 +136,7 @@ class SamlService:
         email_attribute: str = "email",
         role_attribute: str = "groups",
     ) -> SamlConfigDocument:
-        if viewer.role not in ("owner", "admin"):
-            raise NotAllowed("configure single sign-on")
+        require(viewer, "sso.configure")
         problems = {}
         try:
             x509.load_pem_x509_certificate(idp_certificate.encode())

@@ -16,8 +16,9 @@ from pymongo.errors import DuplicateKeyError
 from redis.asyncio import Redis
 
 from klikkflow.kit.auth import MFA_ENROLMENT_ONLY, Viewer, sign_access_token
-from klikkflow.kit.errors import InvalidInput, NotAllowed
+from klikkflow.kit.errors import InvalidInput
 from klikkflow.kit.passwords import check_password
+from klikkflow.kit.permissions import require
 from klikkflow.kit.ratelimit import Lockout, RateLimiter
 from klikkflow.kit.settings import AuthSettings
 from subgraphs.identity import mfa
@@ -346,8 +347,7 @@ class IdentityService:
         await self._audit_mfa(settings, viewer, "mfa.disabled")
 
     async def set_require_mfa(self, settings: AuthSettings, viewer: Viewer, required: bool) -> None:
-        if viewer.role not in ("owner", "admin"):
-            raise NotAllowed("change the organization's security settings")
+        require(viewer, "organization.security")
         await OrganizationDocument.find_one(
             OrganizationDocument.id == PydanticObjectId(viewer.organization_id)
         ).update({"$set": {"require_mfa": required}})

@@ -25,7 +25,8 @@ from pymongo import ASCENDING, IndexModel
 
 from klikkflow.kit.auth import ROLES, Viewer
 from klikkflow.kit.crypto import derive_key, seal, unseal
-from klikkflow.kit.errors import InvalidInput, NotAllowed
+from klikkflow.kit.errors import InvalidInput
+from klikkflow.kit.permissions import require
 from klikkflow.kit.settings import AuthSettings
 from subgraphs.identity.audit import audit_log
 
@@ -132,8 +133,7 @@ class OidcService:
         default_role: str,
         allowed_domains: list[str],
     ) -> OidcConfigDocument:
-        if viewer.role not in ("owner", "admin"):
-            raise NotAllowed("configure single sign-on")
+        require(viewer, "sso.configure")
         problems = {}
         if not issuer.startswith(("https://", "http://")):
             problems["issuer"] = "must be an http(s) URL"

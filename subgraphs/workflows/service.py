@@ -5,19 +5,18 @@ from __future__ import annotations
 from beanie import PydanticObjectId
 
 from klikkflow.kit.auth import Viewer
-from klikkflow.kit.errors import InvalidInput, NotAllowed
+from klikkflow.kit.errors import InvalidInput
+from klikkflow.kit.permissions import require
 from subgraphs.workflows.models import WorkflowDocument
 from subgraphs.workflows.repository import repository
 
 MAX_NAME_LENGTH = 200
-EDIT_ROLES = frozenset({"owner", "admin", "editor"})
 MAX_PAGE = 100
 
 
 class WorkflowService:
     async def create(self, viewer: Viewer, name: str) -> WorkflowDocument:
-        if viewer.role not in EDIT_ROLES:
-            raise NotAllowed("create workflows")
+        require(viewer, "workflow.create")
         name = name.strip()
         if not name or len(name) > MAX_NAME_LENGTH:
             raise InvalidInput({"name": f"must have 1 to {MAX_NAME_LENGTH} characters"})

@@ -1,0 +1,55 @@
+"""The permission matrix: which role may do what, enforced by every subgraph.
+
+Roles rank owner > admin > editor > viewer; each action names the least role it needs.
+Reading data of one's own organization needs only membership (any role) and is not
+listed. `klikkflow permissions` prints this table (the README shows it)."""
+
+from __future__ import annotations
+
+from klikkflow.kit.auth import ROLES, Viewer
+from klikkflow.kit.errors import NotAllowed
+
+# action -> the least role allowed to do it
+MATRIX: dict[str, str] = {
+    "workflow.create": "editor",
+    "workflow.run": "editor",
+    "knowledge_base.create": "editor",
+    "member.invite": "admin",
+    "member.change_role": "admin",
+    "member.remove": "admin",
+    "api_key.manage": "admin",
+    "audit.read": "admin",
+    "sso.configure": "admin",
+    "organization.security": "admin",
+}
+
+DESCRIPTIONS: dict[str, str] = {
+    "workflow.create": "create workflows",
+    "workflow.run": "run workflows",
+    "knowledge_base.create": "create knowledge bases",
+    "member.invite": "invite members",
+    "member.change_role": "change roles",
+    "member.remove": "remove members",
+    "api_key.manage": "create, list and revoke API keys",
+    "audit.read": "read the audit log",
+    "sso.configure": "configure single sign-on",
+    "organization.security": "change the organization's security settings",
+}
+
+
+def allowed(viewer: Viewer, action: str) -> bool:
+    return ROLES.index(viewer.role) <= ROLES.index(MATRIX[action])
+
+
+def require(viewer: Viewer, action: str) -> None:
+    if not allowed(viewer, action):
+        raise NotAllowed(DESCRIPTIONS[action])
+
+
+def table() -> str:
+    """The matrix as a Markdown table, one column per role."""
+    rows = ["| action | " + " | ".join(ROLES) + " |", "|---|" + "---|" * len(ROLES)]
+    for action, least in MATRIX.items():
+        marks = ["yes" if ROLES.index(r) <= ROLES.index(least) else "—" for r in ROLES]
+        rows.append(f"| {DESCRIPTIONS[action]} | " + " | ".join(marks) + " |")
+    return "\n".join(rows)
