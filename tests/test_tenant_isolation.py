@@ -276,3 +276,33 @@ def test_every_root_field_has_an_isolation_case():
     }
     covered = set(LOOKUPS) | set(LISTS) | set(MUTATIONS) | {"executionEvents"}
     assert roots - covered - NO_CROSS_TENANT_SURFACE == set(), "add isolation cases"
+
+
+async def test_whether_someone_uses_mfa_is_told_only_to_them(platform, client, tenants):
+    from types import SimpleNamespace
+
+    from klikkflow.kit.auth import Viewer
+    from subgraphs.identity.types import User
+
+    alice, _ = tenants
+    query = "query ($id: ID!) { user(id: $id) { mfaEnabled } }"
+    own = data(
+        await gql(
+            client, platform.router_url, query, {"id": alice.account.user_id}, alice.account.token
+        )
+    )
+    assert own["user"]["mfaEnabled"] is False
+    # A colleague resolving the same user (same organization, another person) learns nothing.
+    user = User(
+        id="u1",
+        email="a@example.com",
+        name="A",
+        created_at=None,  # type: ignore[arg-type]
+        email_verified=True,
+        mfa=True,
+    )
+    resolve = User.mfa_enabled
+    as_self = SimpleNamespace(context=SimpleNamespace(viewer=Viewer("u1", "o", "viewer")))
+    as_other = SimpleNamespace(context=SimpleNamespace(viewer=Viewer("u2", "o", "admin")))
+    assert resolve(user, as_self) is True
+    assert resolve(user, as_other) is None

@@ -14,7 +14,10 @@ from web.session import Api, read_form
 from web.viewer import load_viewer, render_page
 
 SESSIONS_QUERY = """\
-query Sessions { sessions { id createdAt lastUsedAt expiresAt userAgent current } }
+query Sessions {
+  sessions { id createdAt lastUsedAt expiresAt userAgent current }
+  me { mfaEnabled }
+}
 """
 
 REVOKE_SESSION = f"""\
@@ -125,9 +128,18 @@ async def disable_mfa(request: Request) -> Response:
     return await _mfa(request, {"disable_outcome": result})
 
 
+MFA_STATE_QUERY = "query MfaState { me { mfaEnabled } }"
+
+
+async def _mfa_enabled(request: Request) -> bool:
+    response = await Api(request).call(MFA_STATE_QUERY)
+    return bool(((response.data or {}).get("me") or {}).get("mfaEnabled"))
+
+
 async def _mfa(request: Request, extra: dict[str, Any]) -> Response:
     """The MFA section: a fragment for HTMX, a small page of its own otherwise."""
     context: dict[str, Any] = {
+        "mfa_enabled": await _mfa_enabled(request),
         "enrolment": None,
         "enrolment_pending": False,
         "recovery_codes": None,
@@ -144,6 +156,7 @@ async def _mfa(request: Request, extra: dict[str, Any]) -> Response:
 async def _sessions_context(request: Request) -> dict[str, Any]:
     response = await Api(request).call(SESSIONS_QUERY)
     return {
+        "mfa_enabled": bool(((response.data or {}).get("me") or {}).get("mfaEnabled")),
         "sessions": (response.data or {}).get("sessions") or [],
         "sessions_error": error_text(response) if response.errors else None,
         "sessions_outcome": None,

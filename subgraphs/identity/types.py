@@ -19,6 +19,12 @@ class User:
     name: str = strawberry.field(description="Display name.")
     created_at: datetime = strawberry.field(description="When the account was created.")
     email_verified: bool = strawberry.field(description="Whether the address was confirmed.")
+    mfa: strawberry.Private[bool] = False
+
+    @strawberry.field(description="Whether MFA is on; told only to the user themself.")
+    def mfa_enabled(self, info: strawberry.Info) -> bool | None:
+        viewer = info.context.viewer
+        return self.mfa if viewer is not None and viewer.user_id == str(self.id) else None
 
     @classmethod
     def from_model(cls, m: UserDocument) -> User:
@@ -28,6 +34,7 @@ class User:
             name=m.name,
             created_at=m.created_at,
             email_verified=m.email_verified_at is not None,
+            mfa=m.mfa.enabled,
         )
 
     @classmethod

@@ -32,6 +32,8 @@ async def _challenge(client, router, email) -> str:
 async def test_enrolled_users_need_a_second_factor_that_works_once(platform, client):
     router = platform.router_url
     account = await sign_up(client, router)
+    before = data(await gql(client, router, "{ me { mfaEnabled } }", token=account.token))
+    assert before["me"]["mfaEnabled"] is False
     enrolment = data(await gql(client, router, START, token=account.token))["startMfaEnrolment"]
     secret = enrolment["secret"]
     assert enrolment["otpauthUri"].startswith("otpauth://totp/KlikkFlow:")
@@ -42,6 +44,8 @@ async def test_enrolled_users_need_a_second_factor_that_works_once(platform, cli
     enabled = data(await gql(client, router, CONFIRM, {"c": confirming}, account.token))
     recovery = enabled["confirmMfaEnrolment"]["recoveryCodes"]
     assert len(recovery) == 10
+    me = data(await gql(client, router, "{ me { mfaEnabled } }", token=account.token))
+    assert me["me"]["mfaEnabled"] is True
 
     challenge = await _challenge(client, router, account.email)
     bad = data(await gql(client, router, VERIFY, {"ch": challenge, "c": "123456"}))["verifyMfa"]
