@@ -27,6 +27,7 @@ class Alice:
     knowledge_base: str
     api_key: str
     session: str
+    invitation: str
 
 
 @pytest.fixture(scope="module")
@@ -66,6 +67,15 @@ async def tenants(platform):
         sessions = data(
             await gql(client, platform.router_url, "{ sessions { id } }", token=alice.token)
         )
+        invited = data(
+            await gql(
+                client,
+                platform.router_url,
+                'mutation { inviteMember(input: {email: "guest@example.com", role: "viewer"})'
+                " { ... on InviteMemberSuccess { invitation { id } } } }",
+                token=alice.token,
+            )
+        )
     return Alice(
         account=alice,
         workflow=workflow,
@@ -73,6 +83,7 @@ async def tenants(platform):
         knowledge_base=kb["createKnowledgeBase"]["knowledgeBase"]["id"],
         api_key=key["createApiKey"]["apiKey"]["id"],
         session=sessions["sessions"][0]["id"],
+        invitation=invited["inviteMember"]["invitation"]["id"],
     ), bob
 
 
@@ -126,6 +137,7 @@ LISTS = {
     "myOrganizations": "{ myOrganizations { organization { id } } }",
     "auditLog": "{ auditLog { edges { node { actorId targetId } } } }",
     "me": "{ me { id } }",
+    "invitations": "{ invitations { id email } }",
 }
 
 
@@ -138,6 +150,7 @@ async def test_lists_hold_nothing_of_the_other_tenant(platform, client, tenants,
         alice.knowledge_base,
         alice.api_key,
         alice.session,
+        alice.invitation,
         alice.account.user_id,
         alice.account.organization_id,
     }
@@ -182,6 +195,11 @@ MUTATIONS = {
         "user",
         "ValidationError",
     ),
+    "revokeInvitation": (
+        "mutation ($id: ID!) { revokeInvitation(input: {id: $id}) { __typename } }",
+        "invitation",
+        "NotFoundError",
+    ),
     "switchOrganization": (
         "mutation ($id: ID!) { switchOrganization(input: {organizationId: $id}) { __typename } }",
         "organization",
@@ -198,6 +216,7 @@ async def test_mutations_on_the_other_tenants_objects_are_refused(platform, clie
         "workflow": alice.workflow,
         "api_key": alice.api_key,
         "session": alice.session,
+        "invitation": alice.invitation,
         "user": alice.account.user_id,
         "organization": alice.account.organization_id,
     }[kind]

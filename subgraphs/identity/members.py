@@ -118,6 +118,43 @@ class MemberService:
         )
         return invitation, token
 
+    async def pending_invitations(self, viewer: Viewer) -> list[InvitationDocument]:
+        require(viewer, "member.invite")
+        return (
+            await InvitationDocument.find(
+                InvitationDocument.organization_id == PydanticObjectId(viewer.organization_id),
+                InvitationDocument.accepted_at == None,  # noqa: E711 - a MongoDB query
+                InvitationDocument.revoked_at == None,  # noqa: E711
+                InvitationDocument.expires_at > _now(),
+            )
+            .sort("-created_at")
+            .to_list()
+        )
+
+    async def revoke_invitation(
+        self, settings: SubgraphSettings, viewer: Viewer, invitation_id: str
+    ) -> bool:
+        require(viewer, "member.invite")
+        if not PydanticObjectId.is_valid(invitation_id):
+            return False
+        result = await InvitationDocument.find_one(
+            InvitationDocument.id == PydanticObjectId(invitation_id),
+            InvitationDocument.organization_id == PydanticObjectId(viewer.organization_id),
+            InvitationDocument.accepted_at == None,  # noqa: E711
+            InvitationDocument.revoked_at == None,  # noqa: E711
+        ).update({"$set": {"revoked_at": _now()}})
+        if getattr(result, "modified_count", 0) != 1:
+            return False
+        await audit_log(settings).append(
+            organization_id=viewer.organization_id,
+            action="member.invitation_revoked",
+            actor_kind="user",
+            actor_id=viewer.user_id,
+            target_kind="invitation",
+            target_id=invitation_id,
+        )
+        return True
+
     async def accept(
         self, settings: SubgraphSettings, token: str, name: str, password: str, client: Client
     ) -> Session:

@@ -91,6 +91,9 @@ from subgraphs.identity.types import (
     RevokeApiKeyInput,
     RevokeApiKeyResult,
     RevokeApiKeySuccess,
+    RevokeInvitationInput,
+    RevokeInvitationResult,
+    RevokeInvitationSuccess,
     RevokeSessionInput,
     RevokeSessionResult,
     RevokeSessionSuccess,
@@ -381,6 +384,21 @@ class MemberMutation:
             )
         )
 
+    @strawberry.mutation(description="Withdraw an invitation that was not accepted yet.")
+    async def revoke_invitation(
+        self, info: strawberry.Info, input: RevokeInvitationInput
+    ) -> RevokeInvitationResult:
+        viewer = info.context.require_viewer()
+        try:
+            done = await member_service.revoke_invitation(
+                info.context.settings, viewer, str(input.id)
+            )
+        except NotAllowed as exc:
+            return ForbiddenError(message=str(exc))
+        if not done:
+            return NotFoundError(message=f"invitation {input.id} not found", id=input.id)
+        return RevokeInvitationSuccess(id=input.id)
+
     @strawberry.mutation(description="Join an organization with the token from the mail.")
     async def accept_invitation(
         self, info: strawberry.Info, input: AcceptInvitationInput
@@ -633,6 +651,20 @@ class MemberQuery:
         return [
             Member(user=User.from_model(m.user), role=m.role, joined_at=m.joined_at)
             for m in await member_service.members(viewer)
+        ]
+
+    @strawberry.field(description="Invitations not yet accepted (owners and admins).")
+    async def invitations(self, info: strawberry.Info) -> list[Invitation]:
+        viewer = info.context.require_viewer()
+        try:
+            found = await member_service.pending_invitations(viewer)
+        except NotAllowed as exc:
+            raise PublicError(str(exc)) from exc
+        return [
+            Invitation(
+                id=strawberry.ID(str(i.id)), email=i.email, role=i.role, expires_at=i.expires_at
+            )
+            for i in found
         ]
 
     @strawberry.field(description="The organizations you belong to, with your role in each.")

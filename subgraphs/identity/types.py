@@ -580,3 +580,19 @@ CompleteSamlLoginResult = Annotated[
     AuthPayload | SsoError,
     strawberry.union("CompleteSamlLoginResult", description="Outcome of completeSamlLogin."),
 ]
+
+
+@strawberry.input(description="An invitation to withdraw.")
+class RevokeInvitationInput:
+    id: strawberry.ID = strawberry.field(description="The invitation's id.")
+
+
+@strawberry.type(description="The invitation was withdrawn; its link no longer works.")
+class RevokeInvitationSuccess:
+    id: strawberry.ID = strawberry.field(description="The withdrawn invitation.")
+
+
+RevokeInvitationResult = Annotated[
+    RevokeInvitationSuccess | NotFoundError | ForbiddenError,
+    strawberry.union("RevokeInvitationResult", description="Outcome of revokeInvitation."),
+]

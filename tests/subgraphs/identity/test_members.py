@@ -163,3 +163,37 @@ async def test_switching_to_an_organization_one_belongs_to(platform, client, mai
         )
     )
     assert back["switchOrganization"]["organization"]["id"] == alice.organization_id
+
+
+async def test_a_withdrawn_invitation_link_stops_working(platform, client, mailbox):
+    owner = await sign_up(client, platform.router_url)
+    email = f"later-{secrets.token_hex(4)}@example.com"
+    await gql(client, platform.router_url, INVITE, {"email": email, "role": "viewer"}, owner.token)
+    token = await _mail_token(mailbox, email)
+    pending = data(
+        await gql(client, platform.router_url, "{ invitations { id email } }", token=owner.token)
+    )["invitations"]
+    [invitation] = [i for i in pending if i["email"] == email]
+    revoked = data(
+        await gql(
+            client,
+            platform.router_url,
+            "mutation ($id: ID!) { revokeInvitation(input: {id: $id}) { __typename } }",
+            {"id": invitation["id"]},
+            owner.token,
+        )
+    )["revokeInvitation"]
+    assert revoked["__typename"] == "RevokeInvitationSuccess"
+    after = data(
+        await gql(client, platform.router_url, "{ invitations { email } }", token=owner.token)
+    )["invitations"]
+    assert email not in {i["email"] for i in after}
+    refused = data(
+        await gql(
+            client,
+            platform.router_url,
+            ACCEPT,
+            {"token": token, "name": "Late", "password": "violet staircase 42"},
+        )
+    )
+    assert refused["acceptInvitation"]["__typename"] == "InvalidTokenError"
