@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import hashlib
 import json
 import re
 import secrets
@@ -34,6 +33,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from klikkflow.kit.crypto import token_digest
 from web.auth import TOKEN_COOKIE
 from web.graphql_client import JSON, GraphQLResponse, RouterUnavailable, execute
 
@@ -261,7 +261,7 @@ class RefreshCoalescer:
     async def refresh(
         self, refresh_token: str, trade: Callable[[], Awaitable[JSON | None]]
     ) -> JSON | None:
-        key = hashlib.sha256(refresh_token.encode()).hexdigest()
+        key = token_digest(refresh_token)
         now = time.monotonic()
         self._recent = {k: v for k, v in self._recent.items() if v[0] > now}
         if key in self._recent:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import hashlib
 import json
 import logging
 import secrets
@@ -24,6 +23,7 @@ from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, KeySet
 
+from klikkflow.kit.crypto import token_digest
 from klikkflow.kit.settings import AuthSettings
 
 log = logging.getLogger("klikkflow.auth")
@@ -179,7 +179,7 @@ class JwksVerifier:
     async def _api_key(self, key: str) -> Viewer:
         """API keys are opaque: the identity subgraph says whom they act for. Answers are
         cached briefly, so a revoked key stops working within API_KEY_CACHE_SECONDS."""
-        digest = hashlib.sha256(key.encode()).hexdigest()
+        digest = token_digest(key)
         cached = self._api_keys.get(digest)
         if cached is not None and time.monotonic() - cached[0] < API_KEY_CACHE_SECONDS:
             if cached[1] is None:

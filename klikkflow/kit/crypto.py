@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import os
 
 from cryptography.exceptions import InvalidTag
@@ -15,6 +16,12 @@ VERSION = "v1"
 
 class SealError(Exception):
     pass
+
+
+def token_digest(token: str) -> str:
+    """How a random, high-entropy token is stored and looked up: its SHA-256 in hex (a slow
+    hash adds nothing when the token is not guessable)."""
+    return hashlib.sha256(token.encode()).hexdigest()
 
 
 def derive_key(secret: str, purpose: str) -> bytes:

@@ -2,22 +2,27 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import strawberry
 from graphql import GraphQLError
 from starlette.requests import Request
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
+from strawberry.dataloader import DataLoader
 from strawberry.extensions import MaskErrors
 from strawberry.types.unset import UNSET, UnsetType
 
 from klikkflow.kit.auth import MFA_ENROLMENT_ONLY, InvalidToken, JwksVerifier, Viewer, find_token
+from klikkflow.kit.errors import InvalidInput
 from klikkflow.kit.health import StoreStatus
 from klikkflow.kit.settings import AuthSettings
 
 FEDERATION_VERSION = "2.9"
+K = TypeVar("K")
+V = TypeVar("V")
 
 
 class PublicError(Exception):
@@ -72,6 +77,20 @@ class Context:
             raise NotAuthenticated(f"invalid token: {self.token_error}")
         return self._viewer
 
+    def loader(
+        self, name: str, load: Callable[[Viewer, list[K]], Awaitable[list[V]]]
+    ) -> DataLoader[K, V]:
+        """This request's DataLoader `name`, batching `load` for the signed-in viewer."""
+        if name not in self.loaders:
+            viewer = self.require_viewer()
+
+            async def batch(keys: list[K]) -> list[V]:
+                return await load(viewer, keys)
+
+            self.loaders[name] = DataLoader(load_fn=batch)
+        found: DataLoader[K, V] = self.loaders[name]
+        return found
+
     def require_viewer(self, *, enrolment_ok: bool = False) -> Viewer:
         viewer = self.viewer
         if viewer is None:
@@ -116,6 +135,12 @@ class FieldError:
 @strawberry.federation.type(shareable=True, description="The input was refused.")
 class ValidationError(Error):
     fields: list[FieldError] = strawberry.field(description="Every problem found, by field.")
+
+
+def validation_error(exc: InvalidInput, message: str) -> ValidationError:
+    """The schema's answer to a refused input: every problem, by field path."""
+    fields = [FieldError(path=k, message=v) for k, v in exc.problems.items()]
+    return ValidationError(message=message, fields=fields)
 
 
 @strawberry.federation.type(shareable=True, description="No such object is visible to you.")

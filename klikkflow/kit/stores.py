@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from arq.connections import ArqRedis, RedisSettings, create_pool
-from beanie import init_beanie
+from beanie import PydanticObjectId, init_beanie
 from pymongo import AsyncMongoClient
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -18,6 +18,12 @@ class StoreNotConfigured(Exception):
             f"{variable} is not set: point it at a running store or use `klikkflow up`"
         )
         self.variable = variable
+
+
+def object_id(value: str) -> PydanticObjectId | None:
+    """A MongoDB id from an API string; None for anything that is not one (so lookups of
+    garbage ids find nothing instead of failing)."""
+    return PydanticObjectId(value) if PydanticObjectId.is_valid(value) else None
 
 
 def _required(value: str, variable: str) -> str:

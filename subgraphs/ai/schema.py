@@ -6,11 +6,10 @@ from klikkflow.kit.asgi import service_health
 from klikkflow.kit.errors import InvalidInput, NotAllowed
 from klikkflow.kit.graphql import (
     FEDERATION_VERSION,
-    FieldError,
     ForbiddenError,
     ServiceHealth,
-    ValidationError,
     mask_errors,
+    validation_error,
 )
 from subgraphs.ai.loaders import knowledge_base_loader
 from subgraphs.ai.service import knowledge_base as knowledge_base_service
@@ -54,8 +53,7 @@ class Mutation:
             try:
                 kb = knowledge_base_service.create(session, viewer, input.name)
             except InvalidInput as exc:
-                fields = [FieldError(path=k, message=v) for k, v in exc.problems.items()]
-                return ValidationError(message="knowledge base refused", fields=fields)
+                return validation_error(exc, "knowledge base refused")
             except NotAllowed as exc:
                 return ForbiddenError(message=str(exc))
             await session.commit()

@@ -7,11 +7,8 @@ from collections.abc import Sequence
 from beanie import PydanticObjectId
 
 from klikkflow.kit.auth import Viewer
+from klikkflow.kit.stores import object_id
 from subgraphs.executions.models import ExecutionDocument, ExecutionEventDocument
-
-
-def object_id(value: str) -> PydanticObjectId | None:
-    return PydanticObjectId(value) if PydanticObjectId.is_valid(value) else None
 
 
 class ExecutionRepository:

@@ -6,7 +6,6 @@ a slow hash adds nothing)."""
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -17,6 +16,8 @@ from pydantic import Field
 from pymongo import ASCENDING, IndexModel
 
 from klikkflow.kit.auth import API_KEY_PREFIX, ROLES, Viewer
+from klikkflow.kit.crypto import token_digest
+from klikkflow.kit.errors import InvalidInput
 from klikkflow.kit.permissions import allowed
 from klikkflow.kit.settings import AuthSettings
 from subgraphs.identity.audit import audit_log
@@ -46,12 +47,6 @@ class ApiKeyDocument(Document):
         indexes = [IndexModel([("organization_id", ASCENDING), ("created_at", ASCENDING)])]
 
 
-class ApiKeyRefused(Exception):
-    def __init__(self, problems: dict[str, str]) -> None:
-        super().__init__("; ".join(f"{k}: {v}" for k, v in problems.items()))
-        self.problems = problems
-
-
 class ApiKeysForbidden(Exception):
     pass
 
@@ -62,10 +57,6 @@ class Introspection:
     user_id: str = ""
     organization_id: str = ""
     role: str = ""
-
-
-def _digest(key: str) -> str:
-    return hashlib.sha256(key.encode()).hexdigest()
 
 
 def _may_grant(granter: str, role: str) -> bool:
@@ -94,7 +85,7 @@ class ApiKeyService:
         if expires_in_days is not None and not 1 <= expires_in_days <= MAX_LIFETIME_DAYS:
             problems["expiresInDays"] = f"must be between 1 and {MAX_LIFETIME_DAYS}"
         if problems:
-            raise ApiKeyRefused(problems)
+            raise InvalidInput(problems)
         prefix = secrets.token_hex(4)
         key = f"{API_KEY_PREFIX}{prefix}_{secrets.token_urlsafe(32)}"
         document = ApiKeyDocument(
@@ -103,7 +94,7 @@ class ApiKeyService:
             name=name.strip(),
             role=role,
             prefix=f"{API_KEY_PREFIX}{prefix}",
-            key_hash=_digest(key),
+            key_hash=token_digest(key),
             expires_at=_now() + timedelta(days=expires_in_days) if expires_in_days else None,
         )
         await document.insert()
@@ -154,7 +145,7 @@ class ApiKeyService:
         return True
 
     async def introspect(self, key: str) -> Introspection:
-        document = await ApiKeyDocument.find_one(ApiKeyDocument.key_hash == _digest(key))
+        document = await ApiKeyDocument.find_one(ApiKeyDocument.key_hash == token_digest(key))
         now = _now()
         if (
             document is None

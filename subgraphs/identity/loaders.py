@@ -10,11 +10,4 @@ from subgraphs.identity.service import identity as identity_service
 
 
 def user_loader(context: Context) -> DataLoader[str, UserDocument | None]:
-    if "user" not in context.loaders:
-        viewer = context.require_viewer()
-
-        async def load(ids: list[str]) -> list[UserDocument | None]:
-            return await identity_service.users(viewer, ids)
-
-        context.loaders["user"] = DataLoader(load_fn=load)
-    return context.loaders["user"]
+    return context.loader("user", identity_service.users)

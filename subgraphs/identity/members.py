@@ -7,7 +7,6 @@ at least one owner."""
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -16,11 +15,13 @@ from argon2.exceptions import VerificationError
 from beanie import PydanticObjectId
 
 from klikkflow.kit.auth import ROLES, Viewer
+from klikkflow.kit.crypto import token_digest
 from klikkflow.kit.errors import InvalidInput, NotAllowed
 from klikkflow.kit.mail import send_mail
 from klikkflow.kit.passwords import check_password
 from klikkflow.kit.permissions import require
 from klikkflow.kit.settings import SubgraphSettings
+from klikkflow.kit.stores import object_id
 from subgraphs.identity.audit import audit_log
 from subgraphs.identity.models import (
     InvitationDocument,
@@ -40,10 +41,6 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _digest(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
 class InvitationInvalid(Exception):
     """Unknown, expired, revoked or already used: one answer for all."""
 
@@ -60,9 +57,10 @@ def _outranks(granter: str, role: str) -> bool:
 
 
 def _as_object_id(value: str, field: str) -> PydanticObjectId:
-    if not PydanticObjectId.is_valid(value):
+    found = object_id(value)
+    if found is None:
         raise InvalidInput({field: "is not an id"})
-    return PydanticObjectId(value)
+    return found
 
 
 class MemberService:
@@ -92,7 +90,7 @@ class MemberService:
             email=email,
             role=role,
             invited_by=PydanticObjectId(viewer.user_id),
-            token_hash=_digest(token),
+            token_hash=token_digest(token),
             expires_at=_now() + timedelta(days=INVITATION_DAYS),
         )
         await invitation.insert()
@@ -161,7 +159,7 @@ class MemberService:
         """Join with the invited address: an existing account proves itself with its
         password; a new one is created with the name and password given."""
         invitation = await InvitationDocument.find_one(
-            InvitationDocument.token_hash == _digest(token)
+            InvitationDocument.token_hash == token_digest(token)
         )
         now = _now()
         if (

@@ -6,10 +6,10 @@ rate-limited per address, so it reveals nothing and cannot flood an inbox."""
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import secrets
 from datetime import UTC, datetime, timedelta
 
+from klikkflow.kit.crypto import token_digest
 from klikkflow.kit.errors import InvalidInput
 from klikkflow.kit.mail import send_mail
 from klikkflow.kit.passwords import check_password
@@ -34,10 +34,6 @@ class LinkInvalid(Exception):
     """Unknown, expired or already used: one answer for all."""
 
 
-def _digest(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -53,7 +49,7 @@ class RecoveryService:
         token = f"{'pr' if purpose == RESET else 'ev'}_{secrets.token_urlsafe(32)}"
         await EmailTokenDocument(
             purpose=purpose,
-            token_hash=_digest(token),
+            token_hash=token_digest(token),
             user_id=user.id,  # type: ignore[arg-type]
             email=user.email,
             expires_at=_now() + LIFETIME[purpose],
@@ -89,7 +85,8 @@ class RecoveryService:
 
     async def _consume(self, token: str, purpose: str) -> UserDocument:
         stored = await EmailTokenDocument.find_one(
-            EmailTokenDocument.token_hash == _digest(token), EmailTokenDocument.purpose == purpose
+            EmailTokenDocument.token_hash == token_digest(token),
+            EmailTokenDocument.purpose == purpose,
         )
         now = _now()
         if (
@@ -108,7 +105,9 @@ class RecoveryService:
         return user
 
     async def reset_password(self, settings: SubgraphSettings, token: str, password: str) -> None:
-        stored = await EmailTokenDocument.find_one(EmailTokenDocument.token_hash == _digest(token))
+        stored = await EmailTokenDocument.find_one(
+            EmailTokenDocument.token_hash == token_digest(token)
+        )
         if stored is not None:  # check strength before spending the link
             weaknesses = check_password(password, email=stored.email)
             if weaknesses:

@@ -6,11 +6,8 @@ from collections.abc import Sequence
 
 from beanie import PydanticObjectId
 
+from klikkflow.kit.stores import object_id
 from subgraphs.identity.models import MembershipDocument, OrganizationDocument, UserDocument
-
-
-def object_id(value: str) -> PydanticObjectId | None:
-    return PydanticObjectId(value) if PydanticObjectId.is_valid(value) else None
 
 
 class IdentityRepository:

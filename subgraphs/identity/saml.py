@@ -23,12 +23,18 @@ from saml2 import BINDING_HTTP_POST, BINDING_HTTP_REDIRECT
 from saml2.client import Saml2Client
 from saml2.config import Config
 
-from klikkflow.kit.auth import ROLES, Viewer
+from klikkflow.kit.auth import Viewer
 from klikkflow.kit.errors import InvalidInput
 from klikkflow.kit.permissions import require
 from klikkflow.kit.settings import SubgraphSettings
 from subgraphs.identity.audit import audit_log
-from subgraphs.identity.sso import SsoFailed, SsoIdentity, map_identity
+from subgraphs.identity.sso import (
+    SsoFailed,
+    SsoIdentity,
+    email_domains,
+    map_identity,
+    role_mapping_problems,
+)
 
 REQUEST_MINUTES = 10
 
@@ -146,11 +152,7 @@ class SamlService:
             problems["idpSsoUrl"] = "must be an http(s) URL"
         if not idp_entity_id.strip():
             problems["idpEntityId"] = "must not be empty"
-        bad = [r for r in [*role_mapping.values(), default_role] if r not in ROLES]
-        if bad:
-            problems["roleMapping"] = f"unknown roles: {', '.join(bad)}"
-        elif "owner" in role_mapping.values() or default_role == "owner":
-            problems["roleMapping"] = "single sign-on cannot grant owner"
+        problems.update(role_mapping_problems(role_mapping, default_role))
         if problems:
             raise InvalidInput(problems)
         org = PydanticObjectId(viewer.organization_id)
@@ -162,7 +164,7 @@ class SamlService:
         config.idp_certificate, config.role_mapping = idp_certificate, role_mapping
         config.default_role, config.email_attribute = default_role, email_attribute
         config.role_attribute = role_attribute
-        config.allowed_domains = [d.lower().lstrip("@") for d in allowed_domains]
+        config.allowed_domains = email_domains(allowed_domains)
         config.updated_at = _now()
         await config.save()
         await audit_log(settings).append(

@@ -10,17 +10,16 @@ from klikkflow.kit.asgi import service_health
 from klikkflow.kit.errors import InvalidInput, NotAllowed
 from klikkflow.kit.graphql import (
     FEDERATION_VERSION,
-    FieldError,
     ForbiddenError,
     NotFoundError,
     PublicError,
     ServiceHealth,
-    ValidationError,
     mask_errors,
+    validation_error,
 )
 from klikkflow.kit.mail import MailNotSent
 from subgraphs.identity import audit, mfa
-from subgraphs.identity.api_keys import ApiKeyRefused, ApiKeysForbidden
+from subgraphs.identity.api_keys import ApiKeysForbidden
 from subgraphs.identity.api_keys import api_keys as api_key_service
 from subgraphs.identity.loaders import user_loader
 from subgraphs.identity.members import InvitationInvalid
@@ -232,8 +231,7 @@ class Mutation:
             )
             await _send_verification(info, session)
         except InvalidInput as exc:
-            fields = [FieldError(path=k, message=v) for k, v in exc.problems.items()]
-            return ValidationError(message="sign-up refused", fields=fields)
+            return validation_error(exc, "sign-up refused")
         return _payload(session)
 
     @strawberry.mutation(description="Sign in with e-mail and password.")
@@ -308,9 +306,8 @@ class Mutation:
             created, secret = await api_key_service.create(
                 info.context.settings, viewer, input.name, input.role, input.expires_in_days
             )
-        except ApiKeyRefused as exc:
-            fields = [FieldError(path=k, message=v) for k, v in exc.problems.items()]
-            return ValidationError(message="API key refused", fields=fields)
+        except InvalidInput as exc:
+            return validation_error(exc, "API key refused")
         except ApiKeysForbidden as exc:
             return ForbiddenError(message=str(exc))
         return CreateApiKeySuccess(api_key=ApiKey.from_model(created), secret=secret)
@@ -355,11 +352,6 @@ class Mutation:
         return NotFoundError(message=f"session {input.id} not found", id=input.id)
 
 
-def _problems(exc: InvalidInput, message: str) -> ValidationError:
-    fields = [FieldError(path=k, message=v) for k, v in exc.problems.items()]
-    return ValidationError(message=message, fields=fields)
-
-
 @strawberry.type
 class MemberMutation:
     @strawberry.mutation(description="Invite someone to your organization by e-mail.")
@@ -372,7 +364,7 @@ class MemberMutation:
                 info.context.settings, viewer, input.email, input.role
             )
         except InvalidInput as exc:
-            return _problems(exc, "invitation refused")
+            return validation_error(exc, "invitation refused")
         except NotAllowed as exc:
             return ForbiddenError(message=str(exc))
         return InviteMemberSuccess(
@@ -410,7 +402,7 @@ class MemberMutation:
         except InvitationInvalid:
             return InvalidTokenError(message="invalid or expired invitation")
         except InvalidInput as exc:
-            return _problems(exc, "could not accept the invitation")
+            return validation_error(exc, "could not accept the invitation")
         return _payload(session)
 
     @strawberry.mutation(description="Change a member's role.")
@@ -423,7 +415,7 @@ class MemberMutation:
                 info.context.settings, viewer, str(input.user_id), input.role
             )
         except InvalidInput as exc:
-            return _problems(exc, "role change refused")
+            return validation_error(exc, "role change refused")
         except NotAllowed as exc:
             return ForbiddenError(message=str(exc))
         member = next(
@@ -443,7 +435,7 @@ class MemberMutation:
         try:
             await member_service.remove(info.context.settings, viewer, str(input.user_id))
         except InvalidInput as exc:
-            return _problems(exc, "removal refused")
+            return validation_error(exc, "removal refused")
         except NotAllowed as exc:
             return ForbiddenError(message=str(exc))
         return RemoveMemberSuccess(user_id=input.user_id)
@@ -458,7 +450,7 @@ class MemberMutation:
                 info.context.settings, viewer, str(input.organization_id), _client(info)
             )
         except InvalidInput as exc:
-            return _problems(exc, "switch refused")
+            return validation_error(exc, "switch refused")
         except NotAllowed as exc:
             return ForbiddenError(message=str(exc))
         return _payload(session)
@@ -486,7 +478,7 @@ class RecoveryMutation:
         try:
             await recovery.reset_password(info.context.settings, input.token, input.password)
         except InvalidInput as exc:
-            return _problems(exc, "password refused")
+            return validation_error(exc, "password refused")
         except LinkInvalid:
             return InvalidTokenError(message="invalid or expired link")
         return ResetPasswordSuccess(ok=True)
@@ -539,7 +531,7 @@ class SsoMutation:
                 allowed_domains=input.allowed_domains,
             )
         except InvalidInput as exc:
-            return _problems(exc, "single sign-on settings refused")
+            return validation_error(exc, "single sign-on settings refused")
         except NotAllowed as exc:
             return ForbiddenError(message=str(exc))
         return OidcConfig(
@@ -600,7 +592,7 @@ class SamlMutation:
                 role_attribute=input.role_attribute,
             )
         except InvalidInput as exc:
-            return _problems(exc, "SAML settings refused")
+            return validation_error(exc, "SAML settings refused")
         except NotAllowed as exc:
             return ForbiddenError(message=str(exc))
         org = await identity_service.organization(viewer, viewer.organization_id)

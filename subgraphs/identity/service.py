@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import re
 import secrets
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ from pymongo.errors import DuplicateKeyError
 from redis.asyncio import Redis
 
 from klikkflow.kit.auth import MFA_ENROLMENT_ONLY, Viewer, sign_access_token
+from klikkflow.kit.crypto import token_digest
 from klikkflow.kit.errors import InvalidInput
 from klikkflow.kit.passwords import check_password
 from klikkflow.kit.permissions import require
@@ -65,10 +65,6 @@ class Client:
 
     user_agent: str = ""
     ip: str = ""
-
-
-def _hash_token(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
 
 
 def _slugify(name: str) -> str:
@@ -244,7 +240,7 @@ class IdentityService:
     async def _challenge(self, user: UserDocument, membership: MembershipDocument) -> MfaPending:
         token = f"mfa_{secrets.token_urlsafe(32)}"
         await MfaChallengeDocument(
-            token_hash=_hash_token(token),
+            token_hash=token_digest(token),
             user_id=user.id,  # type: ignore[arg-type]
             organization_id=membership.organization_id,
             role=membership.role,
@@ -261,7 +257,7 @@ class IdentityService:
     ) -> Session:
         now = datetime.now(UTC)
         pending = await MfaChallengeDocument.find_one(
-            MfaChallengeDocument.token_hash == _hash_token(challenge)
+            MfaChallengeDocument.token_hash == token_digest(challenge)
         )
         if pending is None or pending.expires_at.replace(tzinfo=UTC) < now:
             raise InvalidCredentials()
@@ -416,7 +412,7 @@ class IdentityService:
     ) -> Session:
         refresh = f"rt_{secrets.token_urlsafe(32)}"
         await RefreshTokenDocument(
-            token_hash=_hash_token(refresh),
+            token_hash=token_digest(refresh),
             session_id=session.id,  # type: ignore[arg-type]
             expires_at=session.expires_at,
         ).insert()
@@ -440,7 +436,7 @@ class IdentityService:
         one means it was stolen (or replayed), so its whole session is revoked."""
         now = datetime.now(UTC)
         stored = await RefreshTokenDocument.find_one(
-            RefreshTokenDocument.token_hash == _hash_token(refresh_token)
+            RefreshTokenDocument.token_hash == token_digest(refresh_token)
         )
         if stored is None or stored.expires_at.replace(tzinfo=UTC) < now:
             raise InvalidRefreshToken()

@@ -8,7 +8,6 @@ role is mapped from a claim on every log-in."""
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -24,7 +23,7 @@ from pydantic import Field
 from pymongo import ASCENDING, IndexModel
 
 from klikkflow.kit.auth import ROLES, Viewer
-from klikkflow.kit.crypto import derive_key, seal, unseal
+from klikkflow.kit.crypto import derive_key, seal, token_digest, unseal
 from klikkflow.kit.errors import InvalidInput
 from klikkflow.kit.permissions import require
 from klikkflow.kit.settings import AuthSettings
@@ -84,6 +83,20 @@ class RoleMapping(Protocol):
     allowed_domains: list[str]
 
 
+def role_mapping_problems(role_mapping: dict[str, str], default_role: str) -> dict[str, str]:
+    """What is wrong with a provider's role mapping (shared by OIDC and SAML)."""
+    unknown = [r for r in [*role_mapping.values(), default_role] if r not in ROLES]
+    if unknown:
+        return {"roleMapping": f"unknown roles: {', '.join(unknown)}"}
+    if "owner" in role_mapping.values() or default_role == "owner":
+        return {"roleMapping": "single sign-on cannot grant owner"}
+    return {}
+
+
+def email_domains(domains: list[str]) -> list[str]:
+    return [d.lower().lstrip("@") for d in domains]
+
+
 def map_identity(
     config: RoleMapping, *, email: Any, name: Any, groups: Any, subject: Any
 ) -> SsoIdentity:
@@ -99,10 +112,6 @@ def map_identity(
     mapped = [config.role_mapping[v] for v in map(str, values) if v in config.role_mapping]
     role = min(mapped, key=ROLES.index) if mapped else config.default_role
     return SsoIdentity(email=address, name=str(name or address), role=role, subject=str(subject))
-
-
-def _digest(value: str) -> str:
-    return hashlib.sha256(value.encode()).hexdigest()
 
 
 def _secret_key(settings: AuthSettings) -> bytes:
@@ -139,11 +148,7 @@ class OidcService:
             problems["issuer"] = "must be an http(s) URL"
         if not client_id or not client_secret:
             problems["clientId"] = "client id and secret are required"
-        bad_roles = [r for r in [*role_mapping.values(), default_role] if r not in ROLES]
-        if bad_roles:
-            problems["roleMapping"] = f"unknown roles: {', '.join(bad_roles)}"
-        elif "owner" in role_mapping.values() or default_role == "owner":
-            problems["roleMapping"] = "single sign-on cannot grant owner"
+        problems.update(role_mapping_problems(role_mapping, default_role))
         if problems:
             raise InvalidInput(problems)
         org = PydanticObjectId(viewer.organization_id)
@@ -157,7 +162,7 @@ class OidcService:
         )
         config.role_claim, config.role_mapping = role_claim, role_mapping
         config.default_role = default_role
-        config.allowed_domains = [d.lower().lstrip("@") for d in allowed_domains]
+        config.allowed_domains = email_domains(allowed_domains)
         config.updated_at = _now()
         await config.save()
         await audit_log(settings).append(
@@ -195,7 +200,7 @@ class OidcService:
             metadata["authorization_endpoint"], state=state, nonce=nonce, code_verifier=verifier
         )
         await OidcStateDocument(
-            state_hash=_digest(state),
+            state_hash=token_digest(state),
             organization_id=organization_id,
             nonce=nonce,
             code_verifier=verifier,
@@ -207,7 +212,9 @@ class OidcService:
     async def complete(
         self, settings: AuthSettings, state: str, code: str
     ) -> tuple[PydanticObjectId, SsoIdentity]:
-        pending = await OidcStateDocument.find_one(OidcStateDocument.state_hash == _digest(state))
+        pending = await OidcStateDocument.find_one(
+            OidcStateDocument.state_hash == token_digest(state)
+        )
         if pending is None or pending.expires_at.replace(tzinfo=UTC) <= _now():
             raise SsoFailed("the sign-in expired or was not started here; start again")
         await pending.delete()  # a state works once

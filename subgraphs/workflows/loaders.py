@@ -10,22 +10,10 @@ OWNER_PAGE = 50
 
 
 def workflow_loader(context: Context) -> DataLoader[str, WorkflowDocument | None]:
-    if "workflow" not in context.loaders:
-        viewer = context.require_viewer()
-
-        async def load(ids: list[str]) -> list[WorkflowDocument | None]:
-            return await workflow_service.get_many(viewer, ids)
-
-        context.loaders["workflow"] = DataLoader(load_fn=load)
-    return context.loaders["workflow"]
+    return context.loader("workflow", workflow_service.get_many)
 
 
 def workflows_by_owner_loader(context: Context) -> DataLoader[str, list[WorkflowDocument]]:
-    if "by_owner" not in context.loaders:
-        viewer = context.require_viewer()
-
-        async def load(owner_ids: list[str]) -> list[list[WorkflowDocument]]:
-            return await workflow_service.by_owners(viewer, owner_ids, OWNER_PAGE)
-
-        context.loaders["by_owner"] = DataLoader(load_fn=load)
-    return context.loaders["by_owner"]
+    return context.loader(
+        "by_owner", lambda viewer, ids: workflow_service.by_owners(viewer, ids, OWNER_PAGE)
+    )

@@ -4,14 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from beanie import PydanticObjectId
-
 from klikkflow.kit.auth import Viewer
+from klikkflow.kit.stores import object_id
 from subgraphs.workflows.models import WorkflowDocument
-
-
-def object_id(value: str) -> PydanticObjectId | None:
-    return PydanticObjectId(value) if PydanticObjectId.is_valid(value) else None
 
 
 class WorkflowRepository:

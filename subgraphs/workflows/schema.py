@@ -6,11 +6,10 @@ from klikkflow.kit.asgi import service_health
 from klikkflow.kit.errors import InvalidInput, NotAllowed
 from klikkflow.kit.graphql import (
     FEDERATION_VERSION,
-    FieldError,
     ForbiddenError,
     ServiceHealth,
-    ValidationError,
     mask_errors,
+    validation_error,
 )
 from subgraphs.workflows.loaders import workflow_loader
 from subgraphs.workflows.service import workflow as workflow_service
@@ -50,8 +49,7 @@ class Mutation:
         try:
             created = await workflow_service.create(viewer, input.name)
         except InvalidInput as exc:
-            fields = [FieldError(path=k, message=v) for k, v in exc.problems.items()]
-            return ValidationError(message="workflow refused", fields=fields)
+            return validation_error(exc, "workflow refused")
         except NotAllowed as exc:
             return ForbiddenError(message=str(exc))
         return CreateWorkflowSuccess(workflow=Workflow.from_model(created))
