@@ -142,7 +142,9 @@ class Query:
     @strawberry.field(description="The signed-in user.")
     async def me(self, info: strawberry.Info) -> User | None:
         viewer = info.context.require_viewer(enrolment_ok=True)
-        found = await user_loader(info.context).load(viewer.user_id)
+        # Not through the request's user loader: that one is for full tokens only, and a
+        # token that may only enrol must still be able to say who it belongs to.
+        [found] = await identity_service.users(viewer, [viewer.user_id])
         return User.from_model(found) if found else None
 
     @strawberry.field(description="Your organization's API keys (owners and admins).")

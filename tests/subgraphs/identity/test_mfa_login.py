@@ -107,6 +107,12 @@ async def test_an_organization_can_require_mfa_of_its_members(platform, client):
     token = restricted["accessToken"]
     refused = await gql(client, router, "{ workflows { id } }", token=token)
     assert "requires two-factor authentication" in refused["errors"][0]["message"]
+    who = data(await gql(client, router, "{ me { id mfaEnabled } }", token=token))["me"]
+    assert who == {"id": owner.user_id, "mfaEnabled": False}  # it may still say who it is
+    colleague = await gql(
+        client, router, "query ($id: ID!) { user(id: $id) { id } }", {"id": owner.user_id}, token
+    )
+    assert "requires two-factor authentication" in colleague["errors"][0]["message"]
     secret = data(await gql(client, router, START, token=token))["startMfaEnrolment"]["secret"]
     enabled = data(await gql(client, router, CONFIRM, {"c": code(secret)}, token))
     assert enabled["confirmMfaEnrolment"]["__typename"] == "MfaEnabled"
