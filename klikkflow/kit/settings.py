@@ -80,6 +80,18 @@ class MailSettings(_Base):
     )
 
 
+class VaultSettings(_Base):
+    """Master keys of the credential vault (see klikkflow.kit.vault)."""
+
+    credentials_master_keys: str = Field(
+        default="",
+        description=(
+            "Comma-separated id:base64key entries (32-byte keys), the first one current; "
+            "empty: one key derived from secret_key"
+        ),
+    )
+
+
 class SubgraphSettings(StoreSettings, AuthSettings, MailSettings):
     """Settings of one subgraph service (each subgraph's app factory builds one)."""
 
