@@ -5,6 +5,8 @@
 import { defineConfig } from '@graphql-hive/gateway';
 
 const subgraphs = ['identity', 'workflows', 'executions', 'ai'];
+// The organization a client means to act in; subgraphs refuse a token for another one.
+const ORGANIZATION = 'x-klikkflow-organization';
 
 function transportEntry(name: string) {
   const url = process.env[`KLIKKFLOW_SUBGRAPH_${name.toUpperCase()}_URL`];
@@ -15,10 +17,14 @@ function transportEntry(name: string) {
         kind: 'ws',
         ...(url ? { location: url.replace(/^http/, 'ws') } : {}),
         // Over WebSocket the token travels in connection_init: one upstream connection per
-        // distinct token, so tenants never share a socket. WebSocket clients of the gateway
-        // put `authorization` in their own connection_init payload; it arrives as a header.
+        // distinct token (and organization), so tenants never share a socket. WebSocket
+        // clients of the gateway put `authorization` (and `x-klikkflow-organization`) in
+        // their own connection_init payload; each arrives as a header. Empty ones are dropped.
         options: {
-          connectionParams: { authorization: '{context.headers.authorization}' },
+          connectionParams: {
+            authorization: '{context.headers.authorization}',
+            [ORGANIZATION]: `{context.headers.${ORGANIZATION}}`,
+          },
         },
       },
     },
@@ -28,12 +34,16 @@ function transportEntry(name: string) {
 export const gatewayConfig = defineConfig({
   supergraph: process.env.KLIKKFLOW_SUPERGRAPH ?? '../schemas/supergraph.graphql',
   transportEntries: Object.fromEntries(subgraphs.map((name) => [name, transportEntry(name)])),
-  // The Authorization header (and, for WebSocket clients, the connection_init payload's
-  // `authorization`) goes to every subgraph, over HTTP and over WebSocket.
+  // Authorization and X-KlikkFlow-Organization (and, for WebSocket clients, the same keys
+  // of the connection_init payload) go to every subgraph, over HTTP and over WebSocket.
   propagateHeaders: {
     fromClientToSubgraphs({ request }) {
-      const authorization = request.headers.get('authorization');
-      return authorization ? { authorization } : {};
+      const headers: Record<string, string> = {};
+      for (const name of ['authorization', ORGANIZATION]) {
+        const value = request.headers.get(name);
+        if (value) headers[name] = value;
+      }
+      return headers;
     },
   },
   graphiql: process.env.KLIKKFLOW_GRAPHIQL === '1',

@@ -37,6 +37,8 @@ INTROSPECT_PATH = "/internal/api-keys/introspect"
 REFUSAL_PATH = "/internal/audit/token-refused"
 API_KEY_PREFIX = "kf_"
 API_KEY_CACHE_SECONDS = 30.0
+# Clients may name the organization they mean to act in; a token for another one is refused.
+ORGANIZATION_HEADER = "x-klikkflow-organization"
 
 
 @dataclass(frozen=True)
@@ -220,13 +222,41 @@ def _header_kid(token: str) -> str | None:
     return kid if isinstance(kid, str) else None
 
 
+def check_organization(viewer: Viewer, requested: str | None) -> None:
+    """Refuse a token used for an organization other than its own (``requested`` comes
+    from the X-KlikkFlow-Organization header); no header means the token's own."""
+    if requested is not None and requested != viewer.organization_id:
+        raise InvalidToken(f"it is not valid for organization {requested[:64]!r}")
+
+
+def header(headers: Mapping[str, Any], name: str) -> str | None:
+    """A header's value, looked up case-insensitively; None when absent or not a string."""
+    for key, value in headers.items():
+        if key.lower() == name and isinstance(value, str):
+            return value
+    return None
+
+
+def find_organization(*sources: Mapping[str, Any] | None) -> str | None:
+    """The requested organization, looked up in the same places as the token."""
+    for headers in sources:
+        if not headers:
+            continue
+        value = header(headers, ORGANIZATION_HEADER)
+        if value is None and isinstance(headers.get("headers"), Mapping):
+            value = header(headers["headers"], ORGANIZATION_HEADER)
+        if value is not None and value.strip():  # an empty header names nothing
+            return value.strip()
+    return None
+
+
 def bearer_token(headers: Mapping[str, Any]) -> str | None:
     """The token of an `Authorization: Bearer ...` header, looked up case-insensitively."""
-    for name, value in headers.items():
-        if name.lower() == "authorization" and isinstance(value, str):
-            scheme, _, token = value.partition(" ")
-            if scheme.lower() == "bearer" and token.strip():
-                return token.strip()
+    value = header(headers, "authorization")
+    if value is not None:
+        scheme, _, token = value.partition(" ")
+        if scheme.lower() == "bearer" and token.strip():
+            return token.strip()
     return None
 
 

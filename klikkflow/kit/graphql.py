@@ -15,7 +15,15 @@ from strawberry.dataloader import DataLoader
 from strawberry.extensions import MaskErrors
 from strawberry.types.unset import UNSET, UnsetType
 
-from klikkflow.kit.auth import MFA_ENROLMENT_ONLY, InvalidToken, JwksVerifier, Viewer, find_token
+from klikkflow.kit.auth import (
+    MFA_ENROLMENT_ONLY,
+    InvalidToken,
+    JwksVerifier,
+    Viewer,
+    check_organization,
+    find_organization,
+    find_token,
+)
 from klikkflow.kit.errors import InvalidInput
 from klikkflow.kit.health import StoreStatus
 from klikkflow.kit.settings import AuthSettings
@@ -49,7 +57,8 @@ def mask_errors() -> MaskErrors:
 class Context:
     """Per-request (or per-WebSocket) context. The viewer is established from the token
     before any resolver runs: at request start over HTTP, at `connection_init` over
-    graphql-transport-ws (the token travels in its payload)."""
+    graphql-transport-ws (the token travels in its payload). A token used for another
+    organization than its own (X-KlikkFlow-Organization) is refused like a bad one."""
 
     request: Request | WebSocket
     response: Any
@@ -61,12 +70,15 @@ class Context:
     _viewer: Viewer | None = None
 
     async def authenticate(self, verifier: JwksVerifier) -> None:
-        token = find_token(self.request.headers, self.connection_params)
+        sources = (self.request.headers, self.connection_params)
+        token = find_token(*sources)
         self._viewer, self.token_error = None, None
         if token is None:
             return
         try:
-            self._viewer = await verifier.verify(token)
+            viewer = await verifier.verify(token)
+            check_organization(viewer, find_organization(*sources))
+            self._viewer = viewer
         except InvalidToken as exc:
             self.token_error = str(exc)
             verifier.report_refusal(self.token_error, self.state.service_name)

@@ -13,8 +13,11 @@ async def gql(
     query: str,
     variables: dict[str, Any] | None = None,
     token: str | None = None,
+    organization: str | None = None,
 ) -> dict[str, Any]:
     headers = {"authorization": f"Bearer {token}"} if token else {}
+    if organization is not None:
+        headers["x-klikkflow-organization"] = organization
     response = await client.post(
         url, json={"query": query, "variables": variables or {}}, headers=headers
     )

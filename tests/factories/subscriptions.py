@@ -11,14 +11,22 @@ import websockets
 
 
 async def ws_subscribe(
-    url: str, query: str, variables: dict[str, Any], token: str | None, limit: int = 50
+    url: str,
+    query: str,
+    variables: dict[str, Any],
+    token: str | None,
+    limit: int = 50,
+    organization: str | None = None,
 ) -> list[dict[str, Any]]:
     """Run one subscription over graphql-transport-ws until it completes; return its payloads
-    (each `next` payload, or the `error` payload list as {"errors": [...]})."""
+    (each `next` payload, or the `error` payload list as {"errors": [...]}). `organization`
+    goes in the connection_init payload as `x-klikkflow-organization`."""
     ws_url = url.replace("http", "ws", 1)
     received: list[dict[str, Any]] = []
     async with websockets.connect(ws_url, subprotocols=["graphql-transport-ws"]) as ws:
         init = {"authorization": f"Bearer {token}"} if token else {}
+        if organization is not None:
+            init["x-klikkflow-organization"] = organization
         await ws.send(json.dumps({"type": "connection_init", "payload": init}))
         ack = json.loads(await ws.recv())
         assert ack["type"] == "connection_ack", ack
