@@ -44,8 +44,12 @@ async def test_another_organization_sees_nothing(platform, client):
         await gql(client, platform.router_url, WORKFLOW_WITH_OWNER, {"id": workflow_id}, bob.token)
     )
     assert as_bob["workflow"] is None
-    listed = data(await gql(client, platform.router_url, "{ workflows { id } }", token=bob.token))
-    assert workflow_id not in {w["id"] for w in listed["workflows"]}
+    listed = data(
+        await gql(
+            client, platform.router_url, "{ workflows { edges { node { id } } } }", token=bob.token
+        )
+    )
+    assert workflow_id not in {e["node"]["id"] for e in listed["workflows"]["edges"]}
     alice_as_bob = data(
         await gql(
             client,
@@ -69,9 +73,11 @@ async def test_another_organization_sees_nothing(platform, client):
 
 
 async def test_requests_without_a_valid_token_are_refused(platform, client):
-    anonymous = await gql(client, platform.router_url, "{ workflows { id } }")
+    anonymous = await gql(client, platform.router_url, "{ workflows { edges { node { id } } } }")
     assert anonymous["errors"][0]["message"] == "authentication required"
-    forged = await gql(client, platform.router_url, "{ workflows { id } }", token="not.a.jwt")
+    forged = await gql(
+        client, platform.router_url, "{ workflows { edges { node { id } } } }", token="not.a.jwt"
+    )
     assert forged["errors"][0]["message"].startswith("invalid token")
 
 

@@ -89,6 +89,7 @@ async def tenants(platform):
 
 LOOKUPS = {
     "workflow": "query ($id: ID!) { workflow(id: $id) { id } }",
+    "exportWorkflow": "query ($id: ID!) { exportWorkflow(id: $id) }",
     "execution": "query ($id: ID!) { execution(id: $id) { id } }",
     "knowledgeBase": "query ($id: ID!) { knowledgeBase(id: $id) { id } }",
     "user": "query ($id: ID!) { user(id: $id) { id } }",
@@ -99,6 +100,7 @@ LOOKUPS = {
 def _target(alice: Alice, field: str) -> str:
     return {
         "workflow": alice.workflow,
+        "exportWorkflow": alice.workflow,
         "execution": alice.execution,
         "knowledgeBase": alice.knowledge_base,
         "user": alice.account.user_id,
@@ -128,7 +130,7 @@ async def test_lookups_by_id_find_nothing(platform, client, tenants, field):
 
 
 LISTS = {
-    "workflows": "{ workflows { id } }",
+    "workflows": "{ workflows { edges { node { id } } } }",
     "executions": "{ executions { id } }",
     "knowledgeBases": "{ knowledgeBases { id } }",
     "members": "{ members { user { id } } }",
@@ -169,6 +171,34 @@ async def test_lists_hold_nothing_of_the_other_tenant(platform, client, tenants,
 
 
 MUTATIONS = {
+    "updateWorkflow": (
+        "mutation ($id: ID!) { updateWorkflow(input: {id: $id, expectedVersion: 1, "
+        'name: "taken"}) { __typename } }',
+        "workflow",
+        "NotFoundError",
+    ),
+    "archiveWorkflow": (
+        "mutation ($id: ID!) { archiveWorkflow(input: {id: $id}) { __typename } }",
+        "workflow",
+        "NotFoundError",
+    ),
+    "restoreWorkflow": (
+        "mutation ($id: ID!) { restoreWorkflow(input: {id: $id}) { __typename } }",
+        "workflow",
+        "NotFoundError",
+    ),
+    "publishWorkflowVersion": (
+        "mutation ($id: ID!) { publishWorkflowVersion(input: {id: $id, version: 1}) "
+        "{ __typename } }",
+        "workflow",
+        "NotFoundError",
+    ),
+    "rollbackWorkflow": (
+        "mutation ($id: ID!) { rollbackWorkflow(input: {id: $id, version: 1, "
+        "expectedVersion: 1}) { __typename } }",
+        "workflow",
+        "NotFoundError",
+    ),
     "runWorkflow": (
         "mutation ($id: ID!) { runWorkflow(input: {workflowId: $id}) { __typename } }",
         "workflow",
@@ -227,12 +257,20 @@ async def test_mutations_on_the_other_tenants_objects_are_refused(platform, clie
         await gql(
             client,
             platform.router_url,
-            "{ members { role } apiKeys { revoked } }",
+            "query ($w: ID!) { members { role } apiKeys { revoked } "
+            "workflow(id: $w) { name version archived activeVersion } }",
+            {"w": alice.workflow},
             token=alice.account.token,
         )
     )
     assert {"role": "owner"} in still["members"]
     assert all(not k["revoked"] for k in still["apiKeys"])
+    assert still["workflow"] == {
+        "name": "Alice only",
+        "version": 1,
+        "archived": False,
+        "activeVersion": None,
+    }
 
 
 async def test_subscriptions_to_the_other_tenants_execution_are_refused(platform, tenants):
@@ -272,6 +310,8 @@ NO_CROSS_TENANT_SURFACE = {
     "verifyEmail",
     "updateOrganizationSecurity",
     "createWorkflow",
+    "importWorkflow",
+    "nodeTypes",
     "createKnowledgeBase",
     # SSO: configuring acts on the caller's organization; starting needs only a public
     # slug; completing needs the secret state from the start.
@@ -293,7 +333,8 @@ def test_every_root_field_has_an_isolation_case():
         and definition.name.value in ("Query", "Mutation", "Subscription")
         for field in definition.fields
     }
-    covered = set(LOOKUPS) | set(LISTS) | set(MUTATIONS) | {"executionEvents"}
+    covered = set(LOOKUPS) | set(LISTS) | set(MUTATIONS)
+    covered |= {"executionEvents", "workflowDiff", "workflowTags"}
     assert roots - covered - NO_CROSS_TENANT_SURFACE == set(), "add isolation cases"
 
 
@@ -325,3 +366,31 @@ async def test_whether_someone_uses_mfa_is_told_only_to_them(platform, client, t
     as_other = SimpleNamespace(context=SimpleNamespace(viewer=Viewer("u2", "o", "admin")))
     assert resolve(user, as_self) is True
     assert resolve(user, as_other) is None
+
+
+async def test_workflow_diffs_and_tags_of_the_other_tenant_are_hidden(platform, client, tenants):
+    alice, bob = tenants
+    tagged = data(
+        await gql(
+            client,
+            platform.router_url,
+            "mutation ($id: ID!) { updateWorkflow(input: {id: $id, expectedVersion: 1, "
+            'tags: ["alice-secret-tag"]}) { __typename } }',
+            {"id": alice.workflow},
+            alice.account.token,
+        )
+    )
+    assert tagged["updateWorkflow"]["__typename"] == "WorkflowSuccess"
+    query = (
+        "query ($id: ID!) { workflowTags workflowDiff(workflowId: $id, older: 1, newer: 2) "
+        "{ __typename } }"
+    )
+    mine = data(
+        await gql(client, platform.router_url, query, {"id": alice.workflow}, alice.account.token)
+    )
+    assert mine == {
+        "workflowTags": ["alice-secret-tag"],
+        "workflowDiff": {"__typename": "WorkflowDiffView"},
+    }
+    theirs = data(await gql(client, platform.router_url, query, {"id": alice.workflow}, bob.token))
+    assert theirs == {"workflowTags": [], "workflowDiff": {"__typename": "NotFoundError"}}

@@ -12,6 +12,8 @@ from klikkflow.kit.errors import NotAllowed
 # action -> the least role allowed to do it
 MATRIX: dict[str, str] = {
     "workflow.create": "editor",
+    "workflow.update": "editor",
+    "workflow.publish": "editor",
     "workflow.run": "editor",
     "knowledge_base.create": "editor",
     "member.invite": "admin",
@@ -25,6 +27,8 @@ MATRIX: dict[str, str] = {
 
 DESCRIPTIONS: dict[str, str] = {
     "workflow.create": "create workflows",
+    "workflow.update": "edit, archive and restore workflows",
+    "workflow.publish": "publish and roll back workflow versions",
     "workflow.run": "run workflows",
     "knowledge_base.create": "create knowledge bases",
     "member.invite": "invite members",

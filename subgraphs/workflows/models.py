@@ -1,3 +1,15 @@
+"""Workflows and their immutable versions.
+
+A workflow's definition (nodes, connections, settings, pinned data) is stored as the
+canonical JSON text of `klikkflow.engine.workflow.Workflow`: it round-trips exactly
+(export gives back what was saved, byte for byte) and node parameters may use any key,
+`$` and `.` included, which MongoDB field names may not.
+
+The head (`WorkflowDocument`) carries the latest version's definition as well, so a save
+is one conditional update of the head (the optimistic-concurrency check) followed by the
+insert of the version; if a process dies between the two, the missing version is
+rebuilt from the head on the next read (`ensure_latest_version`)."""
+
 from __future__ import annotations
 
 from datetime import UTC, datetime
@@ -7,7 +19,7 @@ from pydantic import Field
 from pymongo import ASCENDING, DESCENDING, IndexModel
 
 
-def _now() -> datetime:
+def now() -> datetime:
     return datetime.now(UTC)
 
 
@@ -15,15 +27,50 @@ class WorkflowDocument(Document):
     organization_id: PydanticObjectId
     owner_id: PydanticObjectId
     name: str
-    created_at: datetime = Field(default_factory=_now)
-    updated_at: datetime = Field(default_factory=_now)
+    description: str = ""
+    tags: list[str] = Field(default_factory=list)
+    archived_at: datetime | None = None
+    # The latest version: its number, definition and who saved it, when, and why.
+    version: int = 1
+    definition: str
+    saved_by: PydanticObjectId
+    saved_at: datetime = Field(default_factory=now)
+    message: str = ""
+    # The published version: what triggers and production runs use.
+    active_version: int | None = None
+    # Triggers (webhooks, schedules) of the published version are registered.
+    active: bool = False
+    credential_ids: list[str] = Field(default_factory=list)
+    created_at: datetime = Field(default_factory=now)
+    updated_at: datetime = Field(default_factory=now)
 
     class Settings:
         name = "workflows"
         indexes = [
-            IndexModel([("organization_id", ASCENDING), ("created_at", DESCENDING)]),
+            IndexModel([("organization_id", ASCENDING), ("_id", DESCENDING)]),
+            IndexModel([("organization_id", ASCENDING), ("tags", ASCENDING)]),
             IndexModel([("organization_id", ASCENDING), ("owner_id", ASCENDING)]),
+            IndexModel([("organization_id", ASCENDING), ("credential_ids", ASCENDING)]),
         ]
 
 
-DOCUMENTS = [WorkflowDocument]
+class WorkflowVersionDocument(Document):
+    """One saved state of a workflow. Never updated, never deleted with the head alive."""
+
+    organization_id: PydanticObjectId
+    workflow_id: PydanticObjectId
+    number: int
+    name: str
+    definition: str
+    author_id: PydanticObjectId
+    message: str = ""
+    created_at: datetime = Field(default_factory=now)
+
+    class Settings:
+        name = "workflow_versions"
+        indexes = [
+            IndexModel([("workflow_id", ASCENDING), ("number", DESCENDING)], unique=True),
+        ]
+
+
+DOCUMENTS = [WorkflowDocument, WorkflowVersionDocument]

@@ -1,25 +1,76 @@
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from typing import Any
+
 import strawberry
+from strawberry.scalars import JSON
 
 from klikkflow.kit.asgi import service_health
 from klikkflow.kit.errors import InvalidInput, NotAllowed
 from klikkflow.kit.graphql import (
     FEDERATION_VERSION,
     ForbiddenError,
+    NotFoundError,
     ServiceHealth,
     mask_errors,
     validation_error,
 )
+from klikkflow.nodes.registry import default_registry
 from subgraphs.workflows.loaders import workflow_loader
+from subgraphs.workflows.models import WorkflowDocument
+from subgraphs.workflows.service import (
+    Changes,
+    UnsupportedNodes,
+    VersionConflict,
+    VersionNotFound,
+    WorkflowNotFound,
+)
 from subgraphs.workflows.service import workflow as workflow_service
 from subgraphs.workflows.types import (
+    ChangeWorkflowResult,
     CreateWorkflowInput,
     CreateWorkflowResult,
     CreateWorkflowSuccess,
+    ImportWorkflowInput,
+    ImportWorkflowResult,
+    NodeTypeDescription,
+    PublishWorkflowVersionInput,
+    RollbackWorkflowInput,
+    UnsupportedNode,
+    UnsupportedNodesError,
+    UpdateWorkflowInput,
+    UpdateWorkflowResult,
     User,
+    VersionConflictError,
     Workflow,
+    WorkflowConnection,
+    WorkflowDiffResult,
+    WorkflowDiffView,
+    WorkflowFilterInput,
+    WorkflowIdInput,
+    WorkflowSuccess,
 )
+
+
+async def _render(call: Awaitable[WorkflowDocument], workflow_id: str) -> Any:
+    """One place turns the service's domain errors into the schema's error types."""
+    try:
+        return WorkflowSuccess(workflow=Workflow.from_model(await call))
+    except InvalidInput as exc:
+        return validation_error(exc, "workflow refused")
+    except NotAllowed as exc:
+        return ForbiddenError(message=str(exc))
+    except (WorkflowNotFound, VersionNotFound) as exc:
+        return NotFoundError(message=str(exc), id=strawberry.ID(workflow_id))
+    except VersionConflict as exc:
+        return VersionConflictError(
+            message=str(exc), expected_version=exc.expected, current_version=exc.current
+        )
+
+
+def _viewer(info: strawberry.Info) -> Any:
+    return info.context.require_viewer()
 
 
 @strawberry.type
@@ -33,26 +84,155 @@ class Query:
         found = await workflow_loader(info.context).load(str(id))
         return Workflow.from_model(found) if found else None
 
-    @strawberry.field(description="Your organization's workflows, newest first.")
-    async def workflows(self, info: strawberry.Info, first: int = 20) -> list[Workflow]:
-        viewer = info.context.require_viewer()
-        return [Workflow.from_model(w) for w in await workflow_service.recent(viewer, first)]
+    @strawberry.field(description="Your organization's workflows, newest first (Relay paging).")
+    async def workflows(
+        self,
+        info: strawberry.Info,
+        first: int = 20,
+        after: str | None = None,
+        filter: WorkflowFilterInput | None = None,
+    ) -> WorkflowConnection:
+        domain = (filter or WorkflowFilterInput()).to_domain()
+        found, more = await workflow_service.page(_viewer(info), domain, first, after)
+        return WorkflowConnection.from_page(found, more)
+
+    @strawberry.field(description="Every tag used by your organization's live workflows.")
+    async def workflow_tags(self, info: strawberry.Info) -> list[str]:
+        return await workflow_service.tags(_viewer(info))
+
+    @strawberry.field(description="What changed between two versions of a workflow.")
+    async def workflow_diff(
+        self, info: strawberry.Info, workflow_id: strawberry.ID, older: int, newer: int
+    ) -> WorkflowDiffResult:
+        try:
+            found = await workflow_service.diff(_viewer(info), str(workflow_id), older, newer)
+        except (WorkflowNotFound, VersionNotFound) as exc:
+            return NotFoundError(message=str(exc), id=workflow_id)
+        return WorkflowDiffView.from_diff(older, newer, found)
+
+    @strawberry.field(
+        description="A version of a workflow (the latest by default) as KlikkFlow JSON; "
+        "importWorkflow takes it back unchanged. Null when there is no such workflow."
+    )
+    async def export_workflow(
+        self, info: strawberry.Info, id: strawberry.ID, version: int | None = None
+    ) -> JSON | None:
+        try:
+            return await workflow_service.export(_viewer(info), str(id), version)
+        except (WorkflowNotFound, VersionNotFound):
+            return None
+
+    @strawberry.field(description="Every node type and version this platform runs.")
+    def node_types(self) -> list[NodeTypeDescription]:
+        return [
+            NodeTypeDescription.from_class(version, cls)
+            for _, version, cls in default_registry().all()
+        ]
+
+
+def _import_result(exc: UnsupportedNodes) -> UnsupportedNodesError:
+    return UnsupportedNodesError(
+        message=str(exc),
+        nodes=[UnsupportedNode(name=name, type=kind) for name, kind in exc.nodes],
+    )
+
+
+async def _created(call: Callable[[], Awaitable[WorkflowDocument]]) -> Any:
+    try:
+        return CreateWorkflowSuccess(workflow=Workflow.from_model(await call()))
+    except InvalidInput as exc:
+        return validation_error(exc, "workflow refused")
+    except NotAllowed as exc:
+        return ForbiddenError(message=str(exc))
+    except UnsupportedNodes as exc:
+        return _import_result(exc)
 
 
 @strawberry.type
 class Mutation:
-    @strawberry.mutation(description="Create a workflow owned by you.")
+    @strawberry.mutation(description="Create a workflow owned by you (its version 1).")
     async def create_workflow(
         self, info: strawberry.Info, input: CreateWorkflowInput
     ) -> CreateWorkflowResult:
-        viewer = info.context.require_viewer()
-        try:
-            created = await workflow_service.create(viewer, input.name)
-        except InvalidInput as exc:
-            return validation_error(exc, "workflow refused")
-        except NotAllowed as exc:
-            return ForbiddenError(message=str(exc))
-        return CreateWorkflowSuccess(workflow=Workflow.from_model(created))
+        viewer = _viewer(info)
+        result: CreateWorkflowResult = await _created(
+            lambda: workflow_service.create(
+                viewer,
+                input.name,
+                description=input.description,
+                tags=input.tags,
+                document=input.definition,
+                message=input.message,
+            )
+        )
+        return result
+
+    @strawberry.mutation(
+        description="Save a new version. Refused with VersionConflictError when someone "
+        "saved since `expectedVersion`: nothing is overwritten."
+    )
+    async def update_workflow(
+        self, info: strawberry.Info, input: UpdateWorkflowInput
+    ) -> UpdateWorkflowResult:
+        changes = Changes(
+            name=input.name,
+            description=input.description,
+            tags=input.tags,
+            definition=input.definition,
+            message=input.message,
+        )
+        call = workflow_service.save(_viewer(info), str(input.id), input.expected_version, changes)
+        result: UpdateWorkflowResult = await _render(call, str(input.id))
+        return result
+
+    @strawberry.mutation(description="Archive a workflow: hidden from lists, triggers off.")
+    async def archive_workflow(
+        self, info: strawberry.Info, input: WorkflowIdInput
+    ) -> ChangeWorkflowResult:
+        call = workflow_service.archive(_viewer(info), str(input.id), True)
+        result: ChangeWorkflowResult = await _render(call, str(input.id))
+        return result
+
+    @strawberry.mutation(description="Bring an archived workflow back.")
+    async def restore_workflow(
+        self, info: strawberry.Info, input: WorkflowIdInput
+    ) -> ChangeWorkflowResult:
+        call = workflow_service.archive(_viewer(info), str(input.id), False)
+        result: ChangeWorkflowResult = await _render(call, str(input.id))
+        return result
+
+    @strawberry.mutation(description="Make a version the one triggers and production runs use.")
+    async def publish_workflow_version(
+        self, info: strawberry.Info, input: PublishWorkflowVersionInput
+    ) -> ChangeWorkflowResult:
+        call = workflow_service.publish(_viewer(info), str(input.id), input.version)
+        result: ChangeWorkflowResult = await _render(call, str(input.id))
+        return result
+
+    @strawberry.mutation(
+        description="Save an earlier version's content as a new version and publish it."
+    )
+    async def rollback_workflow(
+        self, info: strawberry.Info, input: RollbackWorkflowInput
+    ) -> ChangeWorkflowResult:
+        call = workflow_service.rollback(
+            _viewer(info), str(input.id), input.version, input.expected_version
+        )
+        result: ChangeWorkflowResult = await _render(call, str(input.id))
+        return result
+
+    @strawberry.mutation(
+        description="Create a workflow from KlikkFlow or n8n JSON. n8n nodes KlikkFlow does "
+        "not run are listed in UnsupportedNodesError; nothing is saved then."
+    )
+    async def import_workflow(
+        self, info: strawberry.Info, input: ImportWorkflowInput
+    ) -> ImportWorkflowResult:
+        viewer = _viewer(info)
+        result: ImportWorkflowResult = await _created(
+            lambda: workflow_service.import_document(viewer, input.document, input.name, input.tags)
+        )
+        return result
 
 
 schema = strawberry.federation.Schema(

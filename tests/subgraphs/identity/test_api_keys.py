@@ -35,9 +35,14 @@ async def test_an_api_key_acts_for_its_organization_in_every_subgraph(platform, 
     )["createWorkflow"]
     assert made["__typename"] == "CreateWorkflowSuccess"  # workflows subgraph accepted it
     listed = data(
-        await gql(client, platform.router_url, "{ workflows { name owner { id } } }", token=secret)
-    )["workflows"]
-    assert listed == [{"name": "From CI", "owner": {"id": owner.user_id}}]
+        await gql(
+            client,
+            platform.router_url,
+            "{ workflows { edges { node { name owner { id } } } } }",
+            token=secret,
+        )
+    )["workflows"]["edges"]
+    assert [e["node"] for e in listed] == [{"name": "From CI", "owner": {"id": owner.user_id}}]
     keys = data(
         await gql(
             client,
@@ -59,13 +64,16 @@ async def test_a_revoked_key_is_refused(platform, client):
     )["revokeApiKey"]
     assert revoked["__typename"] == "RevokeApiKeySuccess"
     refused = await gql(
-        client, platform.router_url, "{ workflows { id } }", token=created["secret"]
+        client,
+        platform.router_url,
+        "{ workflows { edges { node { id } } } }",
+        token=created["secret"],
     )
     assert refused["errors"][0]["message"].startswith("invalid token")
     forged = await gql(
         client,
         platform.router_url,
-        "{ workflows { id } }",
+        "{ workflows { edges { node { id } } } }",
         token=created["apiKey"]["prefix"] + "_not-the-secret",
     )
     assert forged["errors"][0]["message"].startswith("invalid token")

@@ -105,7 +105,7 @@ async def test_an_organization_can_require_mfa_of_its_members(platform, client):
     # Signing in again without MFA gives a token that can only enrol.
     restricted = data(await gql(client, router, LOG_IN, {"e": owner.email}))["logIn"]
     token = restricted["accessToken"]
-    refused = await gql(client, router, "{ workflows { id } }", token=token)
+    refused = await gql(client, router, "{ workflows { edges { node { id } } } }", token=token)
     assert "requires two-factor authentication" in refused["errors"][0]["message"]
     who = data(await gql(client, router, "{ me { id mfaEnabled } }", token=token))["me"]
     assert who == {"id": owner.user_id, "mfaEnabled": False}  # it may still say who it is
@@ -119,6 +119,9 @@ async def test_an_organization_can_require_mfa_of_its_members(platform, client):
     challenge = await _challenge(client, router, owner.email)
     full = data(await gql(client, router, VERIFY, {"ch": challenge, "c": code(secret, 1)}))
     allowed = await gql(
-        client, router, "{ workflows { id } }", token=full["verifyMfa"]["accessToken"]
+        client,
+        router,
+        "{ workflows { edges { node { id } } } }",
+        token=full["verifyMfa"]["accessToken"],
     )
-    assert allowed["data"] == {"workflows": []}
+    assert allowed["data"] == {"workflows": {"edges": []}}

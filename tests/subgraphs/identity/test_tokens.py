@@ -172,7 +172,10 @@ async def test_a_forged_signature_is_refused(platform, client, signing_key):
     account = await sign_up(client, platform.router_url)
     impostor = new_signing_key(signing_key.kid)  # same kid, another key
     refused = await gql(
-        client, platform.router_url, "{ workflows { id } }", token=_mint(impostor, account)
+        client,
+        platform.router_url,
+        "{ workflows { edges { node { id } } } }",
+        token=_mint(impostor, account),
     )
     assert refused["errors"][0]["message"].startswith("invalid token")
 
@@ -215,7 +218,9 @@ async def test_refused_tokens_land_in_the_audit_log(platform, client, token):
     refusals = {"organization_id": "", "action": "auth.token.refused", "data.service": "workflows"}
     try:
         before = await log.count_documents(refusals)
-        answer = await gql(client, platform.router_url, "{ workflows { id } }", token=token)
+        answer = await gql(
+            client, platform.router_url, "{ workflows { edges { node { id } } } }", token=token
+        )
         assert answer["errors"][0]["message"].startswith("invalid token")
         for _ in range(50):  # reported in the background: give it a moment
             if await log.count_documents(refusals) > before:
