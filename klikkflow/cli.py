@@ -92,6 +92,9 @@ def _parser() -> argparse.ArgumentParser:
 
     commands.add_parser("permissions", help="print the role permission matrix")
 
+    credentials = commands.add_parser("credentials", help="the credential vault's master keys")
+    credentials.add_argument("action", choices=["rotate-key", "new-key"])
+
     schema = commands.add_parser("schema", help="the committed GraphQL contract in schemas/")
     schema.add_argument("action", choices=["export", "compose", "check"])
     return parser
@@ -202,6 +205,11 @@ def main(argv: list[str] | None = None) -> int:
         from klikkflow.kit.settings import SubgraphSettings
 
         return verify_command(SubgraphSettings(), args.organization)
+    if args.command == "credentials":
+        from klikkflow.credentials_cli import credentials_command
+        from klikkflow.kit.settings import SubgraphSettings
+
+        return credentials_command(SubgraphSettings(), args.action)
     return _schema(args.action)
 
 

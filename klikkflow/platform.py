@@ -45,6 +45,8 @@ class Platform:
             "KLIKKFLOW_SMTP_HOST": settings.smtp_host,
             "KLIKKFLOW_SMTP_PORT": str(settings.smtp_port),
             "KLIKKFLOW_PUBLIC_URL": settings.public_url,
+            "KLIKKFLOW_CREDENTIALS_MASTER_KEYS": settings.credentials_master_keys,
+            "KLIKKFLOW_ALLOW_PRIVATE_NETWORK": str(settings.allow_private_network).lower(),
         }
 
 

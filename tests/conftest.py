@@ -69,6 +69,8 @@ def platform_settings(data_dir: Path, smtp_port: int = 0) -> PlatformSettings:
         smtp_host="127.0.0.1" if smtp_port else "",
         smtp_port=smtp_port or 25,
         public_url="http://dashboard.test",
+        # Credential tests and HTTP nodes call local stand-ins of third parties.
+        allow_private_network=True,
         **ports,
     )
 

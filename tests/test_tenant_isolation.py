@@ -25,6 +25,7 @@ class Alice:
     workflow: str
     execution: str
     knowledge_base: str
+    credential: str
     api_key: str
     session: str
     invitation: str
@@ -55,6 +56,16 @@ async def tenants(platform):
                 token=alice.token,
             )
         )
+        secret = data(
+            await gql(
+                client,
+                platform.router_url,
+                'mutation { createCredential(input: {name: "Vault", type: "httpBearerAuth",'
+                ' data: {token: "alice-only-token-123"}}) {'
+                " ... on CredentialSuccess { credential { id } } } }",
+                token=alice.token,
+            )
+        )
         key = data(
             await gql(
                 client,
@@ -81,6 +92,7 @@ async def tenants(platform):
         workflow=workflow,
         execution=run["runWorkflow"]["execution"]["id"],
         knowledge_base=kb["createKnowledgeBase"]["knowledgeBase"]["id"],
+        credential=secret["createCredential"]["credential"]["id"],
         api_key=key["createApiKey"]["apiKey"]["id"],
         session=sessions["sessions"][0]["id"],
         invitation=invited["inviteMember"]["invitation"]["id"],
@@ -90,6 +102,7 @@ async def tenants(platform):
 LOOKUPS = {
     "workflow": "query ($id: ID!) { workflow(id: $id) { id } }",
     "exportWorkflow": "query ($id: ID!) { exportWorkflow(id: $id) }",
+    "credential": "query ($id: ID!) { credential(id: $id) { id } }",
     "execution": "query ($id: ID!) { execution(id: $id) { id } }",
     "knowledgeBase": "query ($id: ID!) { knowledgeBase(id: $id) { id } }",
     "user": "query ($id: ID!) { user(id: $id) { id } }",
@@ -101,6 +114,7 @@ def _target(alice: Alice, field: str) -> str:
     return {
         "workflow": alice.workflow,
         "exportWorkflow": alice.workflow,
+        "credential": alice.credential,
         "execution": alice.execution,
         "knowledgeBase": alice.knowledge_base,
         "user": alice.account.user_id,
@@ -131,6 +145,7 @@ async def test_lookups_by_id_find_nothing(platform, client, tenants, field):
 
 LISTS = {
     "workflows": "{ workflows { edges { node { id } } } }",
+    "credentials": "{ credentials { id } }",
     "executions": "{ executions { id } }",
     "knowledgeBases": "{ knowledgeBases { id } }",
     "members": "{ members { user { id } } }",
@@ -150,6 +165,7 @@ async def test_lists_hold_nothing_of_the_other_tenant(platform, client, tenants,
         alice.workflow,
         alice.execution,
         alice.knowledge_base,
+        alice.credential,
         alice.api_key,
         alice.session,
         alice.invitation,
@@ -171,6 +187,21 @@ async def test_lists_hold_nothing_of_the_other_tenant(platform, client, tenants,
 
 
 MUTATIONS = {
+    "updateCredential": (
+        'mutation ($id: ID!) { updateCredential(input: {id: $id, name: "taken"}) { __typename } }',
+        "credential",
+        "NotFoundError",
+    ),
+    "deleteCredential": (
+        "mutation ($id: ID!) { deleteCredential(input: {id: $id}) { __typename } }",
+        "credential",
+        "NotFoundError",
+    ),
+    "testCredential": (
+        "mutation ($id: ID!) { testCredential(input: {id: $id}) { __typename } }",
+        "credential",
+        "NotFoundError",
+    ),
     "updateWorkflow": (
         "mutation ($id: ID!) { updateWorkflow(input: {id: $id, expectedVersion: 1, "
         'name: "taken"}) { __typename } }',
@@ -244,6 +275,7 @@ async def test_mutations_on_the_other_tenants_objects_are_refused(platform, clie
     query, kind, expected = MUTATIONS[field]
     target = {
         "workflow": alice.workflow,
+        "credential": alice.credential,
         "api_key": alice.api_key,
         "session": alice.session,
         "invitation": alice.invitation,
@@ -311,6 +343,8 @@ NO_CROSS_TENANT_SURFACE = {
     "updateOrganizationSecurity",
     "createWorkflow",
     "importWorkflow",
+    "createCredential",
+    "credentialTypes",
     "nodeTypes",
     "createKnowledgeBase",
     # SSO: configuring acts on the caller's organization; starting needs only a public

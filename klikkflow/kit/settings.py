@@ -92,15 +92,29 @@ class VaultSettings(_Base):
     )
 
 
-class SubgraphSettings(StoreSettings, AuthSettings, MailSettings):
+class NetworkSettings(_Base):
+    """Where workflows may send requests (HTTP Request nodes, credential tests)."""
+
+    allow_private_network: bool = Field(
+        default=False,
+        description="Let requests reach loopback and private addresses (off: SSRF guard)",
+    )
+
+
+class SubgraphSettings(StoreSettings, AuthSettings, MailSettings, VaultSettings, NetworkSettings):
     """Settings of one subgraph service (each subgraph's app factory builds one)."""
 
     host: str = "127.0.0.1"
     port: int = 0
     debug: bool = False
+    trusted_proxies: str = Field(
+        default="127.0.0.0/8,::1",
+        description="Comma-separated networks whose X-Forwarded-For is believed (the router, "
+        "the dashboard, your load balancer); the client address is the first hop outside them",
+    )
 
 
-class WorkerSettings(StoreSettings, AuthSettings):
+class WorkerSettings(StoreSettings, AuthSettings, VaultSettings, NetworkSettings):
     """Settings of an arq worker process."""
 
     worker_max_jobs: int = 10
@@ -119,7 +133,7 @@ class WebSettings(AuthSettings):
     )
 
 
-class PlatformSettings(StoreSettings, AuthSettings, MailSettings):
+class PlatformSettings(StoreSettings, AuthSettings, MailSettings, VaultSettings, NetworkSettings):
     """Settings of `klikkflow up`: ports of every service and the data directory."""
 
     data_dir: Path = Field(

@@ -528,6 +528,50 @@ async def authenticator(ctx: NodeContext, p: HttpRequestParameters) -> Authentic
     return Authenticator(p.generic_auth_type, await ctx.credential(p.generic_auth_type))
 
 
+@dataclass(frozen=True)
+class CredentialProbe:
+    """The outcome of trying a credential: for people, never holding a secret."""
+
+    ok: bool
+    message: str
+    status: int | None = None
+
+
+@dataclass(frozen=True)
+class _ProbeContext:
+    execution_id: str = "credential-test"
+
+
+async def probe_credential(
+    kind: str, values: Mapping[str, Any], url: str, policy: SsrfPolicy, timeout: float = 10
+) -> CredentialProbe:
+    """Try an HTTP credential the way HTTP Request nodes use it: GET `url` with it (an
+    OAuth2 credential with no URL just fetches a token). Goes through the SSRF guard."""
+    if not url and kind != "oAuth2Api":
+        return CredentialProbe(False, "give a URL to send the test request to")
+    async with httpx.AsyncClient(
+        transport=PinnedTransport(policy), trust_env=False, timeout=timeout
+    ) as client:
+        try:
+            if not url:
+                await _fetch_token(client, values)
+                return CredentialProbe(True, "the token endpoint issued a token")
+            out = Outgoing("GET", url)
+            ctx: Any = _ProbeContext()
+            auth = await Authenticator(kind, dict(values)).apply(ctx, client, out, renew=True)
+            response = await client.send(out.build(client), auth=auth)
+        except SsrfRefused as exc:
+            return CredentialProbe(False, str(exc))
+        except NodeError as exc:
+            return CredentialProbe(False, str(exc))
+        except httpx.HTTPError as exc:
+            return CredentialProbe(False, f"the request failed: {type(exc).__name__}")
+    status = response.status_code
+    if response.is_success:
+        return CredentialProbe(True, f"{url} accepted the credential ({status})", status)
+    return CredentialProbe(False, f"{url} answered {status} {response.reason_phrase}", status)
+
+
 # ---- responses --------------------------------------------------------------------------
 
 

@@ -477,3 +477,24 @@ def _log_for_secret(secret: str) -> AuditLog:
 def audit_log(settings: AuthSettings) -> AuditLog:
     """The process's audit log for these settings (built once per secret key)."""
     return _log_for_secret(settings.secret_key)
+
+
+async def record(
+    settings: AuthSettings,
+    viewer: Viewer,
+    action: str,
+    target_kind: str,
+    target_id: str,
+    data: Mapping[str, Any] | None = None,
+) -> AuditEntryDocument:
+    """What other subgraphs call to add their own entries to the viewer's organization's
+    chain (their process must register AuditEntryDocument with Beanie)."""
+    return await audit_log(settings).append(
+        organization_id=viewer.organization_id,
+        action=action,
+        actor_kind="api_key" if "api_key" in viewer.scopes else "user",
+        actor_id=viewer.user_id,
+        target_kind=target_kind,
+        target_id=target_id,
+        data=data,
+    )

@@ -1,4 +1,4 @@
-"""The workflows subgraph: workflows (the workflows issue adds versions and credentials)."""
+"""The workflows subgraph: workflows, their versions, credentials."""
 
 from __future__ import annotations
 
@@ -11,6 +11,9 @@ from klikkflow.kit.asgi import subgraph_app
 from klikkflow.kit.health import mongo_check
 from klikkflow.kit.settings import SubgraphSettings
 from klikkflow.kit.stores import init_mongo
+from klikkflow.kit.vault import LocalKeyProvider
+from subgraphs.identity.audit import AuditEntryDocument
+from subgraphs.workflows.credentials import credential as credential_service
 from subgraphs.workflows.models import DOCUMENTS
 from subgraphs.workflows.schema import schema
 
@@ -20,7 +23,13 @@ def create_app(settings: SubgraphSettings | None = None) -> Starlette:
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        mongo = await init_mongo(settings.mongo_uri, settings.mongo_db, DOCUMENTS)
+        mongo = await init_mongo(
+            settings.mongo_uri, settings.mongo_db, [*DOCUMENTS, AuditEntryDocument]
+        )
+        credential_service.configure(
+            settings,
+            LocalKeyProvider(settings.credentials_master_keys, settings.secret_key),
+        )
         app.state.health_checks = {"mongo": mongo_check(mongo)}
         try:
             yield

@@ -13,6 +13,7 @@ rebuilt from the head on the next read (`ensure_latest_version`)."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 from beanie import Document, PydanticObjectId
 from pydantic import Field
@@ -73,4 +74,26 @@ class WorkflowVersionDocument(Document):
         ]
 
 
-DOCUMENTS = [WorkflowDocument, WorkflowVersionDocument]
+class CredentialDocument(Document):
+    """A secret a node uses. Its values are sealed in an envelope (a data key of its own,
+    wrapped by the vault's master key) bound to its organization and id; only masked
+    hints are kept in the clear."""
+
+    organization_id: PydanticObjectId
+    owner_id: PydanticObjectId
+    name: str
+    type: str
+    envelope: dict[str, Any]
+    hints: dict[str, str] = Field(default_factory=dict)
+    created_at: datetime = Field(default_factory=now)
+    updated_at: datetime = Field(default_factory=now)
+    updated_by: PydanticObjectId
+
+    class Settings:
+        name = "credentials"
+        indexes = [
+            IndexModel([("organization_id", ASCENDING), ("name", ASCENDING)], unique=True),
+        ]
+
+
+DOCUMENTS = [WorkflowDocument, WorkflowVersionDocument, CredentialDocument]

@@ -16,9 +16,12 @@ from klikkflow.kit.graphql import (
     mask_errors,
     validation_error,
 )
+from klikkflow.nodes.credentials import credential_types
 from klikkflow.nodes.registry import default_registry
-from subgraphs.workflows.loaders import workflow_loader
-from subgraphs.workflows.models import WorkflowDocument
+from subgraphs.workflows.credentials import CredentialInUse, CredentialNotFound
+from subgraphs.workflows.credentials import credential as credential_service
+from subgraphs.workflows.loaders import credential_loader, workflow_loader
+from subgraphs.workflows.models import CredentialDocument, WorkflowDocument
 from subgraphs.workflows.service import (
     Changes,
     UnsupportedNodes,
@@ -29,16 +32,29 @@ from subgraphs.workflows.service import (
 from subgraphs.workflows.service import workflow as workflow_service
 from subgraphs.workflows.types import (
     ChangeWorkflowResult,
+    CreateCredentialInput,
     CreateWorkflowInput,
     CreateWorkflowResult,
     CreateWorkflowSuccess,
+    Credential,
+    CredentialIdInput,
+    CredentialInUseError,
+    CredentialSuccess,
+    CredentialTestResult,
+    CredentialTypeDescription,
+    DeleteCredentialResult,
+    DeleteCredentialSuccess,
     ImportWorkflowInput,
     ImportWorkflowResult,
     NodeTypeDescription,
     PublishWorkflowVersionInput,
     RollbackWorkflowInput,
+    SaveCredentialResult,
+    TestCredentialInput,
+    TestCredentialResult,
     UnsupportedNode,
     UnsupportedNodesError,
+    UpdateCredentialInput,
     UpdateWorkflowInput,
     UpdateWorkflowResult,
     User,
@@ -122,6 +138,20 @@ class Query:
         except (WorkflowNotFound, VersionNotFound):
             return None
 
+    @strawberry.field(description="Your organization's credentials (masked), by name.")
+    async def credentials(self, info: strawberry.Info, type: str | None = None) -> list[Credential]:
+        found = await credential_service.in_organization(_viewer(info), type)
+        return [Credential.from_model(c) for c in found]
+
+    @strawberry.field(description="A credential of your organization (masked), by id.")
+    async def credential(self, info: strawberry.Info, id: strawberry.ID) -> Credential | None:
+        found = await credential_loader(info.context).load(str(id))
+        return Credential.from_model(found) if found else None
+
+    @strawberry.field(description="Every credential type nodes declare, with its fields.")
+    def credential_types(self) -> list[CredentialTypeDescription]:
+        return [CredentialTypeDescription.from_type(t) for t in credential_types().values()]
+
     @strawberry.field(description="Every node type and version this platform runs.")
     def node_types(self) -> list[NodeTypeDescription]:
         return [
@@ -149,7 +179,7 @@ async def _created(call: Callable[[], Awaitable[WorkflowDocument]]) -> Any:
 
 
 @strawberry.type
-class Mutation:
+class WorkflowMutation:
     @strawberry.mutation(description="Create a workflow owned by you (its version 1).")
     async def create_workflow(
         self, info: strawberry.Info, input: CreateWorkflowInput
@@ -235,10 +265,75 @@ class Mutation:
         return result
 
 
+async def _credential(call: Awaitable[CredentialDocument], credential_id: str) -> Any:
+    try:
+        return CredentialSuccess(credential=Credential.from_model(await call))
+    except InvalidInput as exc:
+        return validation_error(exc, "credential refused")
+    except NotAllowed as exc:
+        return ForbiddenError(message=str(exc))
+    except CredentialNotFound as exc:
+        return NotFoundError(message=str(exc), id=strawberry.ID(credential_id))
+
+
+@strawberry.type
+class CredentialMutation:
+    @strawberry.mutation(description="Store a credential, sealed; its values are never shown.")
+    async def create_credential(
+        self, info: strawberry.Info, input: CreateCredentialInput
+    ) -> SaveCredentialResult:
+        call = credential_service.create(_viewer(info), input.name, input.type, input.data)
+        result: SaveCredentialResult = await _credential(call, "")
+        return result
+
+    @strawberry.mutation(description="Rename a credential or change some of its values.")
+    async def update_credential(
+        self, info: strawberry.Info, input: UpdateCredentialInput
+    ) -> SaveCredentialResult:
+        call = credential_service.update(_viewer(info), str(input.id), input.name, input.data)
+        result: SaveCredentialResult = await _credential(call, str(input.id))
+        return result
+
+    @strawberry.mutation(description="Delete a credential that no workflow uses.")
+    async def delete_credential(
+        self, info: strawberry.Info, input: CredentialIdInput
+    ) -> DeleteCredentialResult:
+        try:
+            gone = await credential_service.delete(_viewer(info), str(input.id))
+        except NotAllowed as exc:
+            return ForbiddenError(message=str(exc))
+        except CredentialNotFound as exc:
+            return NotFoundError(message=str(exc), id=input.id)
+        except CredentialInUse as exc:
+            return CredentialInUseError(
+                message=str(exc), workflows=[Workflow.from_model(w) for w in exc.workflows]
+            )
+        return DeleteCredentialSuccess(id=strawberry.ID(gone))
+
+    @strawberry.mutation(
+        description="Try an HTTP credential: a GET to `url` with it, or an OAuth2 token fetch."
+    )
+    async def test_credential(
+        self, info: strawberry.Info, input: TestCredentialInput
+    ) -> TestCredentialResult:
+        try:
+            probe = await credential_service.test(_viewer(info), str(input.id), input.url)
+        except NotAllowed as exc:
+            return ForbiddenError(message=str(exc))
+        except CredentialNotFound as exc:
+            return NotFoundError(message=str(exc), id=input.id)
+        return CredentialTestResult(ok=probe.ok, message=probe.message, status=probe.status)
+
+
+@strawberry.type
+class Mutation(WorkflowMutation, CredentialMutation):
+    pass
+
+
 schema = strawberry.federation.Schema(
     query=Query,
     mutation=Mutation,
-    types=[User, Workflow],
+    types=[User, Workflow, Credential],
     federation_version=FEDERATION_VERSION,
     extensions=[mask_errors],
 )

@@ -11,7 +11,12 @@ from klikkflow.engine.diff import Change, WorkflowDiff
 from klikkflow.engine.workflow import Connection
 from klikkflow.kit.graphql import Error, ForbiddenError, NotFoundError, ValidationError
 from klikkflow.nodes.base import NodeType
-from subgraphs.workflows.models import WorkflowDocument, WorkflowVersionDocument
+from klikkflow.nodes.credentials import CredentialType
+from subgraphs.workflows.models import (
+    CredentialDocument,
+    WorkflowDocument,
+    WorkflowVersionDocument,
+)
 from subgraphs.workflows.repository import WorkflowFilter
 
 
@@ -394,4 +399,139 @@ WorkflowDiffResult = Annotated[
     strawberry.union(
         "WorkflowDiffResult", description="The diff of two versions, or why there is none."
     ),
+]
+
+
+# ---- credentials ----------------------------------------------------------------------
+
+
+@strawberry.type(description="A field of a credential, masked: never the secret itself.")
+class CredentialHint:
+    field: str = strawberry.field(description="The field's name, e.g. `token`.")
+    value: str = strawberry.field(
+        description="Non-secret fields as they are; secrets as •••• (plus the last 4 "
+        "characters of long ones)."
+    )
+
+
+@strawberry.federation.type(keys=["id"], description="A stored secret nodes can use.")
+class Credential:
+    id: strawberry.ID = strawberry.field(description="Stable identifier.")
+    name: str = strawberry.field(description="Unique in the organization.")
+    type: str = strawberry.field(description="Its credential type, e.g. httpHeaderAuth.")
+    hints: list[CredentialHint] = strawberry.field(description="Masked field values.")
+    owner: User = strawberry.field(description="Who created it.")
+    updated_by: User = strawberry.field(description="Who changed it last.")
+    created_at: datetime = strawberry.field(description="When it was created.")
+    updated_at: datetime = strawberry.field(description="When it was last changed.")
+
+    @classmethod
+    def from_model(cls, m: CredentialDocument) -> Credential:
+        return cls(
+            id=strawberry.ID(str(m.id)),
+            name=m.name,
+            type=m.type,
+            hints=[CredentialHint(field=k, value=v) for k, v in m.hints.items()],
+            owner=_user(m.owner_id),
+            updated_by=_user(m.updated_by),
+            created_at=m.created_at,
+            updated_at=m.updated_at,
+        )
+
+    @strawberry.field(description="Workflows whose latest version uses this credential.")
+    async def used_by(self, info: strawberry.Info) -> list[Workflow]:
+        from subgraphs.workflows.credentials import credential as credential_service
+
+        viewer = info.context.require_viewer()
+        return [Workflow.from_model(w) for w in await credential_service.used_by(viewer, self.id)]
+
+    @classmethod
+    async def resolve_reference(cls, info: strawberry.Info, id: strawberry.ID) -> Credential | None:
+        from subgraphs.workflows.loaders import credential_loader
+
+        found = await credential_loader(info.context).load(str(id))
+        return cls.from_model(found) if found else None
+
+
+@strawberry.type(description="A kind of credential nodes declare, with the fields it holds.")
+class CredentialTypeDescription:
+    name: str = strawberry.field(description="The type name nodes refer to.")
+    display_name: str = strawberry.field(description="Its name for people.")
+    test: str = strawberry.field(description="What testCredential does with it.")
+    secret_fields: list[str] = strawberry.field(description="Fields never shown again.")
+    schema: JSON = strawberry.field(description="JSON Schema of its fields (secrets writeOnly).")
+
+    @classmethod
+    def from_type(cls, t: CredentialType) -> CredentialTypeDescription:
+        return cls(
+            name=t.name,
+            display_name=t.display_name,
+            test=t.test,
+            secret_fields=sorted(t.secret_fields),
+            schema=t.json_schema(),
+        )
+
+
+@strawberry.input(description="A new credential.")
+class CreateCredentialInput:
+    name: str = strawberry.field(description="Unique in the organization, 1 to 128 characters.")
+    type: str = strawberry.field(description="A credential type from `credentialTypes`.")
+    data: JSON = strawberry.field(description="Its fields, as the type's schema says.")
+
+
+@strawberry.input(description="Change a credential; fields left out of `data` keep their value.")
+class UpdateCredentialInput:
+    id: strawberry.ID = strawberry.field(description="The credential.")
+    name: str | None = strawberry.field(default=None, description="A new name.")
+    data: JSON | None = strawberry.field(default=None, description="Fields to change.")
+
+
+@strawberry.input(description="A credential by id.")
+class CredentialIdInput:
+    id: strawberry.ID = strawberry.field(description="The credential.")
+
+
+@strawberry.input(description="Try a credential.")
+class TestCredentialInput:
+    id: strawberry.ID = strawberry.field(description="The credential.")
+    url: str = strawberry.field(
+        default="",
+        description="Where to send a GET with it (OAuth2 credentials may leave it empty: "
+        "a token is fetched).",
+    )
+
+
+@strawberry.type(description="The credential was saved.")
+class CredentialSuccess:
+    credential: Credential = strawberry.field(description="The credential as it is now.")
+
+
+@strawberry.type(description="The credential was deleted.")
+class DeleteCredentialSuccess:
+    id: strawberry.ID = strawberry.field(description="The deleted credential's id.")
+
+
+@strawberry.type(description="Workflows use the credential: change them first.")
+class CredentialInUseError(Error):
+    workflows: list[Workflow] = strawberry.field(description="The workflows that use it.")
+
+
+@strawberry.type(description="What trying the credential showed.")
+class CredentialTestResult:
+    ok: bool = strawberry.field(description="Whether the credential worked.")
+    message: str = strawberry.field(description="What happened, for people.")
+    status: int | None = strawberry.field(description="The HTTP status answered, if any.")
+
+
+SaveCredentialResult = Annotated[
+    CredentialSuccess | ValidationError | NotFoundError | ForbiddenError,
+    strawberry.union("SaveCredentialResult", description="Outcome of saving a credential."),
+]
+DeleteCredentialResult = Annotated[
+    DeleteCredentialSuccess | CredentialInUseError | NotFoundError | ForbiddenError,
+    strawberry.union("DeleteCredentialResult", description="Outcome of deleteCredential."),
+]
+TestCredentialResult = Annotated[
+    CredentialTestResult | NotFoundError | ForbiddenError,
+    strawberry.union("TestCredentialResult", description="Outcome of testCredential."),
 ]
