@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from web.forms import ERROR_FIELDS, Outcome, outcome
+from web.forms import ERROR_FIELDS, ERROR_MESSAGE, Outcome, outcome
 from web.session import (
     Api,
     clear_session,
@@ -80,8 +80,14 @@ mutation Accept($input: AcceptInvitationInput!) {{
 }}
 """
 
-REQUEST_RESET = """\
-mutation RequestReset($input: RequestPasswordResetInput!) { requestPasswordReset(input: $input) }
+REQUEST_RESET = f"""\
+mutation RequestReset($input: RequestPasswordResetInput!) {{
+  requestPasswordReset(input: $input) {{
+    __typename
+    ... on RequestPasswordResetSuccess {{ ok }}
+    {ERROR_MESSAGE}
+  }}
+}}
 """
 
 RESET_PASSWORD = f"""\
@@ -293,13 +299,15 @@ async def invitation(request: Request) -> Response:
 
 
 async def reset_request(request: Request) -> Response:
-    context: dict[str, Any] = {"sent": False, "form": {}}
+    context: dict[str, Any] = {"sent": False, "form": {}, "outcome": None}
     if request.method == "POST":
         form = await read_form(request)
         variables = {"input": {"email": form.get("email", "")}}
-        # The answer is the same whether or not the address has an account.
-        await Api(request).anonymous(REQUEST_RESET, variables)
-        context = {"sent": True, "form": {"email": form.get("email", "")}}
+        # The answer is the same whether or not the address has an account; only too
+        # many requests from the browser's network are refused.
+        response = await Api(request).anonymous(REQUEST_RESET, variables)
+        result = outcome(response, "requestPasswordReset", "RequestPasswordResetSuccess")
+        context = {"sent": result.ok, "form": {"email": form.get("email", "")}, "outcome": result}
     return await _anonymous_page(request, "pages/reset_request.html", context)
 
 

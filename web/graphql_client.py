@@ -43,11 +43,15 @@ async def execute(
     query: str,
     variables: JSON | None = None,
     token: str | None = None,
+    forwarded_for: str | None = None,
 ) -> GraphQLResponse:
-    """POST ``query`` to the router at ``url``; ``token`` goes out as a Bearer token."""
+    """POST ``query`` to the router at ``url``; ``token`` goes out as a Bearer token and
+    ``forwarded_for`` (the browser's address chain) as X-Forwarded-For."""
     headers = {"Accept": "application/graphql-response+json, application/json"}
     if token:
         headers["Authorization"] = f"Bearer {token}"
+    if forwarded_for:
+        headers["X-Forwarded-For"] = forwarded_for
     payload: JSON = {"query": query}
     if variables:
         payload["variables"] = variables

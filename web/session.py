@@ -34,6 +34,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from klikkflow.kit.crypto import token_digest
+from klikkflow.kit.forwarded import FORWARDED_FOR, forward_for
 from web.auth import TOKEN_COOKIE
 from web.graphql_client import JSON, GraphQLResponse, RouterUnavailable, execute
 
@@ -289,10 +290,20 @@ class Api:
         self.request = request
         self.http = request.state.http
         self.url: str = request.state.settings.router_url
+        # Log-in limits per address must see the browser, not the dashboard.
+        peer = request.client.host if request.client else None
+        self.forwarded_for = forward_for(request.headers.get(FORWARDED_FOR), peer)
+
+    async def _execute(
+        self, query: str, variables: JSON | None, token: str | None = None
+    ) -> GraphQLResponse:
+        return await execute(
+            self.http, self.url, query, variables, token=token, forwarded_for=self.forwarded_for
+        )
 
     async def anonymous(self, query: str, variables: JSON | None = None) -> GraphQLResponse:
         """A call without credentials (sign-up, log-in, password reset...)."""
-        return await execute(self.http, self.url, query, variables)
+        return await self._execute(query, variables)
 
     async def call(self, query: str, variables: JSON | None = None) -> GraphQLResponse:
         """A call as the signed-in viewer, refreshing the session once if needed."""
@@ -301,12 +312,12 @@ class Api:
             if not await self.refresh():
                 raise LoginRequired()
             token = current_token(self.request)
-        response = await execute(self.http, self.url, query, variables, token=token)
+        response = await self._execute(query, variables, token)
         if is_auth_error(response) and not _state(self.request).get(_REFRESHED):
             if not await self.refresh():
                 raise LoginRequired(expired=True)
             token = current_token(self.request)
-            response = await execute(self.http, self.url, query, variables, token=token)
+            response = await self._execute(query, variables, token)
         if is_auth_error(response):
             clear_session(self.request)
             raise LoginRequired(expired=True)

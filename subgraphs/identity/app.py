@@ -12,6 +12,7 @@ from starlette.routing import Route
 
 from klikkflow.kit.asgi import subgraph_app
 from klikkflow.kit.auth import INTROSPECT_PATH, JWKS_PATH, REFUSAL_PATH
+from klikkflow.kit.forwarded import parse_networks
 from klikkflow.kit.health import mongo_check, redis_check
 from klikkflow.kit.ratelimit import RateLimiter
 from klikkflow.kit.settings import SubgraphSettings
@@ -22,6 +23,7 @@ from subgraphs.identity.keys import keys as signing_keys
 from subgraphs.identity.models import DOCUMENTS
 from subgraphs.identity.recovery import RESETS_PER_HOUR, recovery
 from subgraphs.identity.schema import schema
+from subgraphs.identity.service import address_limits
 from subgraphs.identity.service import identity as identity_service
 
 REFUSALS_PER_MINUTE = 120  # audit entries for refused tokens, all services together
@@ -29,12 +31,15 @@ REFUSALS_PER_MINUTE = 120  # audit entries for refused tokens, all services toge
 
 def create_app(settings: SubgraphSettings | None = None) -> Starlette:
     settings = settings or SubgraphSettings()
+    trusted_proxies = parse_networks(settings.trusted_proxies)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         mongo = await init_mongo(settings.mongo_uri, settings.mongo_db, DOCUMENTS)
         redis = create_redis(settings.redis_url)
         identity_service.use_redis(redis)
+        address_limits.use_redis(redis)
+        app.state.trusted_proxies = trusted_proxies
         app.state.refusals = RateLimiter(redis, "token-refusals", REFUSALS_PER_MINUTE, 60)
         recovery.use_limiter(RateLimiter(redis, "password-reset", RESETS_PER_HOUR, 3600))
         app.state.health_checks = {"mongo": mongo_check(mongo), "redis": redis_check(redis)}

@@ -22,7 +22,7 @@ from subgraphs.identity.models import (
     SessionDocument,
     UserDocument,
 )
-from subgraphs.identity.service import _hasher
+from subgraphs.identity.service import RESET_BY_ADDRESS, _hasher, address_limits
 
 RESET = "password_reset"
 VERIFY = "email_verification"
@@ -66,7 +66,10 @@ class RecoveryService:
             f"Confirm this address: {link}\n\nThe link works for 3 days.\n",
         )
 
-    async def request_reset(self, settings: SubgraphSettings, email: str) -> None:
+    async def request_reset(self, settings: SubgraphSettings, email: str, client_ip: str) -> None:
+        """Raises TooManyAttempts past the client address's limit (which says nothing about
+        the e-mail); past the e-mail's own limit it quietly sends nothing."""
+        await address_limits.hit(RESET_BY_ADDRESS, client_ip)
         address = email.strip().lower()
         if self._limiter is not None and not (await self._limiter.hit(address)).allowed:
             return  # quietly: the answer must not differ

@@ -8,6 +8,7 @@ from strawberry.tools import merge_types
 
 from klikkflow.kit.asgi import service_health
 from klikkflow.kit.errors import InvalidInput, NotAllowed
+from klikkflow.kit.forwarded import FORWARDED_FOR, client_address
 from klikkflow.kit.graphql import (
     FEDERATION_VERSION,
     ForbiddenError,
@@ -84,6 +85,8 @@ from subgraphs.identity.types import (
     RemoveMemberResult,
     RemoveMemberSuccess,
     RequestPasswordResetInput,
+    RequestPasswordResetResult,
+    RequestPasswordResetSuccess,
     ResetPasswordInput,
     ResetPasswordResult,
     ResetPasswordSuccess,
@@ -213,9 +216,18 @@ async def _send_verification(info: strawberry.Info, session: SignedIn) -> None:
 
 
 def _client(info: strawberry.Info) -> Client:
+    """Who is asking: the address behind our trusted proxies (router, dashboard)."""
     request = info.context.request
-    host = request.client.host if request.client else ""
-    return Client(user_agent=request.headers.get("user-agent", ""), ip=host)
+    peer = request.client.host if request.client else ""
+    trusted = info.context.state.trusted_proxies
+    ip = client_address(peer, request.headers.get(FORWARDED_FOR), trusted) if peer else ""
+    return Client(user_agent=request.headers.get("user-agent", ""), ip=ip)
+
+
+def _too_many(exc: TooManyAttempts) -> TooManyAttemptsError:
+    return TooManyAttemptsError(
+        message=str(exc), retry_after_seconds=max(1, math.ceil(exc.retry_after))
+    )
 
 
 @strawberry.type
@@ -247,9 +259,7 @@ class Mutation:
         except InvalidCredentials:
             return InvalidCredentialsError(message="invalid e-mail or password")
         except TooManyAttempts as exc:
-            return TooManyAttemptsError(
-                message=str(exc), retry_after_seconds=max(1, math.ceil(exc.retry_after))
-            )
+            return _too_many(exc)
         return _payload(session)
 
     @strawberry.mutation(description="Finish a log-in that needs a second factor.")
@@ -332,9 +342,13 @@ class Mutation:
         self, info: strawberry.Info, input: RefreshTokenInput
     ) -> RefreshTokenResult:
         try:
-            session = await identity_service.refresh(info.context.settings, input.refresh_token)
+            session = await identity_service.refresh(
+                info.context.settings, input.refresh_token, _client(info)
+            )
         except InvalidRefreshToken:
             return InvalidTokenError(message="invalid refresh token")
+        except TooManyAttempts as exc:
+            return _too_many(exc)
         return _payload(session)
 
     @strawberry.mutation(description="Sign out: end the session of the token in use.")
@@ -462,16 +476,19 @@ class MemberMutation:
 class RecoveryMutation:
     @strawberry.mutation(
         description="Mail a password-reset link if the address has an account. The answer "
-        "is always true, so it tells nothing about which addresses exist."
+        "is the same for every e-mail, so it tells nothing about which addresses exist; "
+        "only too many requests from your network are refused."
     )
     async def request_password_reset(
         self, info: strawberry.Info, input: RequestPasswordResetInput
-    ) -> bool:
+    ) -> RequestPasswordResetResult:
         try:
-            await recovery.request_reset(info.context.settings, input.email)
+            await recovery.request_reset(info.context.settings, input.email, _client(info).ip)
         except MailNotSent:
             log.exception("password reset mail not sent")
-        return True
+        except TooManyAttempts as exc:
+            return _too_many(exc)
+        return RequestPasswordResetSuccess(ok=True)
 
     @strawberry.mutation(description="Set a new password with a mailed token.")
     async def reset_password(

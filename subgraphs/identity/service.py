@@ -19,7 +19,7 @@ from klikkflow.kit.crypto import token_digest
 from klikkflow.kit.errors import InvalidInput
 from klikkflow.kit.passwords import check_password
 from klikkflow.kit.permissions import require
-from klikkflow.kit.ratelimit import Lockout, RateLimiter
+from klikkflow.kit.ratelimit import Lockout, RateLimiter, ip_key
 from klikkflow.kit.settings import AuthSettings
 from subgraphs.identity import mfa
 from subgraphs.identity.audit import GLOBAL_CHAIN, audit_log
@@ -97,6 +97,46 @@ class TooManyAttempts(Exception):
 
 
 LOGIN_LIMIT, LOGIN_WINDOW = 20, 900  # attempts per account per 15 minutes
+# Per client address (one client spraying many accounts): action -> (hits, window seconds).
+LOGIN_BY_ADDRESS, REFRESH_BY_ADDRESS, RESET_BY_ADDRESS = "login", "refresh", "password-reset"
+ADDRESS_LIMITS = {
+    LOGIN_BY_ADDRESS: (100, 900),
+    REFRESH_BY_ADDRESS: (300, 900),
+    RESET_BY_ADDRESS: (30, 3600),
+}
+
+
+class AddressLimits:
+    """Rate limits keyed by the client's address (IPv6 by /64), checked before any account
+    limit and alike for every e-mail, so a refusal says nothing about which accounts exist."""
+
+    def __init__(self) -> None:
+        self._limiters: dict[str, RateLimiter] = {}
+
+    def use_redis(self, redis: Redis) -> None:
+        self._limiters = {
+            action: RateLimiter(redis, f"address-{action}", limit, window)
+            for action, (limit, window) in ADDRESS_LIMITS.items()
+        }
+
+    def limiter(self, action: str) -> RateLimiter:
+        return self._limiters[action]
+
+    async def hit(self, action: str, address: str) -> None:
+        """Count one attempt of ``action`` from ``address``; raise TooManyAttempts past it."""
+        limiter = self._limiters.get(action)
+        if limiter is None or not address:
+            return
+        try:
+            key = ip_key(address)
+        except ValueError:  # not an IP (a test client, a unix socket): limit it as written
+            key = address[:100]
+        decision = await limiter.hit(key)
+        if not decision.allowed:
+            raise TooManyAttempts(decision.retry_after)
+
+
+address_limits = AddressLimits()
 
 
 class IdentityService:
@@ -189,6 +229,7 @@ class IdentityService:
         client: Client = Client(),  # noqa: B008 - frozen, immutable
     ) -> Session | MfaPending:
         account = email.strip().lower()
+        await address_limits.hit(LOGIN_BY_ADDRESS, client.ip)
         await self._guard(account)
         user = await repository.user_by_email(account)
         try:
@@ -431,9 +472,15 @@ class IdentityService:
             user, org, role, access, refresh, str(session.id), settings.access_token_ttl_seconds
         )
 
-    async def refresh(self, settings: AuthSettings, refresh_token: str) -> Session:
+    async def refresh(
+        self,
+        settings: AuthSettings,
+        refresh_token: str,
+        client: Client = Client(),  # noqa: B008 - frozen, immutable
+    ) -> Session:
         """Trade a refresh token for a new pair. Each token works once: presenting a spent
         one means it was stolen (or replayed), so its whole session is revoked."""
+        await address_limits.hit(REFRESH_BY_ADDRESS, client.ip)
         now = datetime.now(UTC)
         stored = await RefreshTokenDocument.find_one(
             RefreshTokenDocument.token_hash == token_digest(refresh_token)

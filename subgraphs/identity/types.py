@@ -205,7 +205,9 @@ SignUpResult = Annotated[
 ]
 
 
-@strawberry.type(description="Too many attempts for this account: wait, then try again.")
+@strawberry.type(
+    description="Too many attempts for this account or from this address: wait, then try again."
+)
 class TooManyAttemptsError(Error):
     retry_after_seconds: int = strawberry.field(description="Seconds to wait.")
 
@@ -304,7 +306,7 @@ LogInResult = Annotated[
     strawberry.union("LogInResult", description="Log-in outcome."),
 ]
 RefreshTokenResult = Annotated[
-    AuthPayload | InvalidTokenError,
+    AuthPayload | InvalidTokenError | TooManyAttemptsError,
     strawberry.union("RefreshTokenResult", description="Refresh outcome."),
 ]
 RevokeSessionResult = Annotated[
@@ -446,6 +448,15 @@ class VerifyEmailSuccess:
     user: User = strawberry.field(description="The account.")
 
 
+@strawberry.type(description="If the address has an account, a reset link is on its way.")
+class RequestPasswordResetSuccess:
+    ok: bool = strawberry.field(description="Always true, whether or not the address is known.")
+
+
+RequestPasswordResetResult = Annotated[
+    RequestPasswordResetSuccess | TooManyAttemptsError,
+    strawberry.union("RequestPasswordResetResult", description="Outcome of requestPasswordReset."),
+]
 ResetPasswordResult = Annotated[
     ResetPasswordSuccess | ValidationError | InvalidTokenError,
     strawberry.union("ResetPasswordResult", description="Outcome of resetPassword."),

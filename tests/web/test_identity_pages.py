@@ -160,6 +160,39 @@ async def test_log_in_comes_back_to_the_page_asked_for(browser_like: httpx.Async
     assert offsite.headers["location"] == "/"
 
 
+async def test_log_in_limits_see_the_browser_address_not_the_dashboard(
+    browser_like: httpx.AsyncClient, platform
+) -> None:
+    from redis.asyncio import Redis
+
+    from klikkflow.kit.ratelimit import ip_key
+    from subgraphs.identity.service import LOGIN_BY_ADDRESS, AddressLimits
+
+    account = await sign_up(browser_like)
+    browser_like.cookies.delete("kf_token")
+    browser_like.cookies.delete("kf_refresh")
+    token = await csrf(browser_like)
+    sprayer = f"198.19.{secrets.randbelow(256)}.{secrets.randbelow(254) + 1}"
+    redis = Redis.from_url(platform.redis_url)
+    try:
+        limits = AddressLimits()
+        limits.use_redis(redis)
+        limiter = limits.limiter(LOGIN_BY_ADDRESS)
+        for _ in range(limiter.limit):  # this browser's network has used up its window
+            await limiter.hit(ip_key(sprayer))
+    finally:
+        await redis.aclose()
+    credentials = {"email": account["email"], "password": account["password"]}
+    form = {**credentials, "csrf_token": token}
+
+    refused = await browser_like.post("/login", data=form, headers={"X-Forwarded-For": sprayer})
+    served = await browser_like.post("/login", data=form)
+
+    assert refused.status_code == 200
+    assert 'data-error="TooManyAttemptsError"' in refused.text
+    assert served.status_code == 303  # the dashboard's other users are not stopped
+
+
 # -- sessions in cookies ---------------------------------------------------------------
 
 

@@ -13,6 +13,7 @@ from tests.factories.identity import sign_up
 from tests.factories.subscriptions import ws_subscribe
 
 ME = "{ me { id } }"
+WORKFLOW = '{ workflow(id: "0123456789abcdef01234567") { id } }'
 EVENTS = """subscription ($id: ID!) { executionEvents(executionId: $id) { seq } }"""
 
 
@@ -25,7 +26,7 @@ async def test_a_token_is_served_for_its_own_organization(platform, client):
 
 
 @pytest.mark.parametrize("case", ["another organization", "unknown id", "malformed"])
-@pytest.mark.parametrize("query", [ME, "{ workflows { id } }"])  # identity and workflows
+@pytest.mark.parametrize("query", [ME, WORKFLOW])  # identity and workflows
 async def test_a_token_is_refused_for_any_other_organization(platform, client, case, query):
     account = await sign_up(client, platform.router_url)
     other = await sign_up(client, platform.router_url, org="Other")
@@ -87,7 +88,7 @@ async def test_a_refusal_for_another_organization_lands_in_the_audit_log(platfor
         answer = await gql(
             client,
             platform.router_url,
-            "{ workflows { id } }",
+            WORKFLOW,
             token=account.token,
             organization=other.organization_id,
         )
