@@ -112,6 +112,12 @@ def create_app(settings: WebSettings | None = None) -> Starlette:
         Route(
             "/members/{user_id}/remove", members.remove_member, methods=POST, name="remove_member"
         ),
+        Route(
+            "/members/invitations/{invitation_id}/revoke",
+            members.revoke_invitation,
+            methods=POST,
+            name="revoke_invitation",
+        ),
         Route("/api-keys", api_keys.api_keys_page, methods=GET, name="api_keys"),
         Route("/api-keys", api_keys.create_api_key, methods=POST, name="create_api_key"),
         Route(

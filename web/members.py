@@ -1,4 +1,4 @@
-"""The members page: who belongs to the organization, invitations, roles, removal."""
+"""The members page: who belongs to the organization, pending invitations, roles, removal."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from web.forms import ERROR_FIELDS, Outcome, error_text, outcome
+from web.forms import ERROR_FIELDS, ERROR_MESSAGE, Outcome, error_text, outcome
 from web.session import Api, read_form, token_claims
 from web.viewer import MANAGER_ROLES, load_viewer, render_page
 
@@ -15,6 +15,15 @@ MEMBERS_QUERY = """\
 query Members {
   me { id }
   members { role joinedAt user { id name email } }
+}
+"""
+
+# Only owners and admins may list invitations: asked for only when the viewer manages.
+MEMBERS_AND_INVITATIONS_QUERY = """\
+query MembersAndInvitations {
+  me { id }
+  members { role joinedAt user { id name email } }
+  invitations { id email role expiresAt }
 }
 """
 
@@ -83,15 +92,36 @@ async def remove_member(request: Request) -> Response:
     return await _render(request, {"row_outcome": result, "row_user": user_id, "notice": notice})
 
 
+REVOKE_INVITATION = f"""\
+mutation RevokeInvitation($input: RevokeInvitationInput!) {{
+  revokeInvitation(input: $input) {{
+    __typename ... on RevokeInvitationSuccess {{ id }} {ERROR_MESSAGE}
+  }}
+}}
+"""
+
+
+async def revoke_invitation(request: Request) -> Response:
+    await read_form(request)
+    invitation_id = request.path_params["invitation_id"]
+    variables = {"input": {"id": invitation_id}}
+    result = outcome(await Api(request).call(REVOKE_INVITATION, variables), "revokeInvitation")
+    notice = "The invitation was revoked; its link no longer works." if result.ok else None
+    return await _render(request, {"row_outcome": result, "notice": notice})
+
+
 async def _render(request: Request, extra: dict[str, Any]) -> Response:
-    response = await Api(request).call(MEMBERS_QUERY)
-    data = response.data or {}
     role = token_claims(request).get("role")
+    can_manage = role in MANAGER_ROLES
+    query = MEMBERS_AND_INVITATIONS_QUERY if can_manage else MEMBERS_QUERY
+    response = await Api(request).call(query)
+    data = response.data or {}
     context: dict[str, Any] = {
         "nav": "members",
         "members": data.get("members") or [],
+        "invitations": data.get("invitations") or [],
         "me_id": (data.get("me") or {}).get("id"),
-        "can_manage": role in MANAGER_ROLES,
+        "can_manage": can_manage,
         "load_error": error_text(response) if response.errors else None,
         "invite_outcome": Outcome(),
         "invite_form": {},

@@ -103,6 +103,9 @@ async def test_identity_pages_end_to_end(
     await expect(page.locator("#members-section .banner-ok")).to_contain_text(
         f"Invitation sent to {invitee['email']} as editor"
     )
+    pending = page.locator(f'tr[data-invitation="{invitee["email"]}"]')
+    await expect(pending).to_have_attribute("data-role", "editor")
+    await expect(pending.locator("time")).to_have_count(1)  # its expiry
     link = await mail_link(box, invitee["email"], "/invitations/", web_url)
     other = await browser.new_context()
     try:
@@ -119,12 +122,26 @@ async def test_identity_pages_end_to_end(
 
     # The new member is listed; make them a viewer.
     await page.reload()
+    await expect(pending).to_have_count(0)  # accepted: no longer pending
     row = page.locator(f'tr[data-member="{invitee["email"]}"]')
     await expect(row).to_have_attribute("data-role", "editor")
     await row.locator("select[name=role]").select_option("viewer")
     await row.locator("button:has-text('Change role')").click()
     await expect(page.locator("#members-section .banner-ok")).to_contain_text("is now viewer")
     await expect(row).to_have_attribute("data-role", "viewer")
+
+    # Invite someone else, then think better of it: the pending invitation is revoked.
+    second = f"second-{tag}@example.com"
+    await page.fill("#invite-form #field-email", second)
+    await page.select_option("#invite-form select[name=role]", "viewer")
+    await page.click("#invite-form button[type=submit]")
+    withdrawn = page.locator(f'tr[data-invitation="{second}"]')
+    await expect(withdrawn).to_have_attribute("data-role", "viewer")
+    await withdrawn.locator("button:has-text('Revoke')").click()
+    await expect(page.locator("#members-section .banner-ok")).to_contain_text("revoked")
+    await expect(withdrawn).to_have_count(0)
+    await page.reload()
+    await expect(withdrawn).to_have_count(0)
 
     # An API key: its secret is shown once and works against the router; then revoke it.
     await page.click(".site-nav a:has-text('API keys')")

@@ -193,6 +193,38 @@ async def test_log_in_limits_see_the_browser_address_not_the_dashboard(
     assert served.status_code == 303  # the dashboard's other users are not stopped
 
 
+async def test_pending_invitations_are_listed_and_revoked_with_the_csrf_token(
+    browser_like: httpx.AsyncClient,
+) -> None:
+    await sign_up(browser_like)
+    token = await csrf(browser_like, "/members")
+    invitee = f"pending-{secrets.token_hex(4)}@example.com"
+    htmx = {"HX-Request": "true", "X-CSRF-Token": token}
+    invited = await browser_like.post(
+        "/members/invite", data={"email": invitee, "role": "editor"}, headers=htmx
+    )
+    assert invited.status_code == 200
+    assert invited.text.lstrip().startswith("<section")  # the fragment, for HTMX
+    row = re.search(
+        rf'<tr data-invitation="{re.escape(invitee)}" data-role="editor">.*?'
+        r'action="(/members/invitations/[^"]+/revoke)"',
+        invited.text,
+        re.S,
+    )
+    assert row, invited.text
+    revoke = row.group(1)
+
+    forged = await browser_like.post(revoke, data={})  # no CSRF token: refused
+    assert forged.status_code == 403
+    assert f'data-invitation="{invitee}"' in (await browser_like.get("/members")).text
+
+    revoked = await browser_like.post(revoke, data={}, headers=htmx)
+    assert revoked.status_code == 200
+    assert "The invitation was revoked" in revoked.text
+    assert f'data-invitation="{invitee}"' not in revoked.text
+    assert f'data-invitation="{invitee}"' not in (await browser_like.get("/members")).text
+
+
 # -- sessions in cookies ---------------------------------------------------------------
 
 
