@@ -56,6 +56,16 @@ async def tenants(platform):
                 token=alice.token,
             )
         )
+        data(  # a variable holding an id of Alice's: the list check would see it leak
+            await gql(
+                client,
+                platform.router_url,
+                'mutation ($v: String!) { setVariable(input: {key: "FLOW", value: $v})'
+                " { __typename } }",
+                {"v": workflow},
+                alice.token,
+            )
+        )
         secret = data(
             await gql(
                 client,
@@ -146,6 +156,7 @@ async def test_lookups_by_id_find_nothing(platform, client, tenants, field):
 LISTS = {
     "workflows": "{ workflows { edges { node { id } } } }",
     "credentials": "{ credentials { id } }",
+    "variables": "{ variables { key value } }",
     "executions": "{ executions { id } }",
     "knowledgeBases": "{ knowledgeBases { id } }",
     "members": "{ members { user { id } } }",
@@ -187,6 +198,16 @@ async def test_lists_hold_nothing_of_the_other_tenant(platform, client, tenants,
 
 
 MUTATIONS = {
+    "activateWorkflow": (
+        "mutation ($id: ID!) { activateWorkflow(input: {id: $id}) { __typename } }",
+        "workflow",
+        "NotFoundError",
+    ),
+    "deactivateWorkflow": (
+        "mutation ($id: ID!) { deactivateWorkflow(input: {id: $id}) { __typename } }",
+        "workflow",
+        "NotFoundError",
+    ),
     "updateCredential": (
         'mutation ($id: ID!) { updateCredential(input: {id: $id, name: "taken"}) { __typename } }',
         "credential",
@@ -344,6 +365,8 @@ NO_CROSS_TENANT_SURFACE = {
     "createWorkflow",
     "importWorkflow",
     "createCredential",
+    "setVariable",
+    "deleteVariable",
     "credentialTypes",
     "nodeTypes",
     "createKnowledgeBase",

@@ -28,6 +28,7 @@ TERMINAL = frozenset({ExecutionStatus.SUCCEEDED, ExecutionStatus.FAILED, Executi
 class ExecutionDocument(Document):
     organization_id: PydanticObjectId
     workflow_id: PydanticObjectId
+    workflow_version: int | None = None
     status: ExecutionStatus = ExecutionStatus.QUEUED
     created_at: datetime = Field(default_factory=now)
     started_at: datetime | None = None

@@ -61,7 +61,9 @@ class ExecutionService:
         if workflow is None:
             raise WorkflowNotFound(workflow_id)
         execution = ExecutionDocument(
-            organization_id=workflow.organization_id, workflow_id=workflow.id
+            organization_id=workflow.organization_id,
+            workflow_id=workflow.id,
+            workflow_version=workflow.version,
         )
         await execution.insert()
         return execution

@@ -26,6 +26,10 @@ class Workflow:
 class Execution:
     id: strawberry.ID = strawberry.field(description="Stable identifier.")
     workflow: Workflow = strawberry.field(description="The workflow that ran.")
+    workflow_version: int | None = strawberry.field(
+        description="The workflow version it ran (manual runs: the latest saved; triggers: "
+        "the published one)."
+    )
     status: ExecutionStatus = strawberry.field(description="Current status.")
     created_at: datetime = strawberry.field(description="When it was queued.")
     started_at: datetime | None = strawberry.field(description="When a worker started it.")
@@ -36,6 +40,7 @@ class Execution:
         return cls(
             id=strawberry.ID(str(m.id)),
             workflow=Workflow(id=strawberry.ID(str(m.workflow_id))),
+            workflow_version=m.workflow_version,
             status=m.status,
             created_at=m.created_at,
             started_at=m.started_at,

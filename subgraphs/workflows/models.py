@@ -96,4 +96,67 @@ class CredentialDocument(Document):
         ]
 
 
-DOCUMENTS = [WorkflowDocument, WorkflowVersionDocument, CredentialDocument]
+class WebhookRegistration(Document):
+    """A webhook path an active workflow listens on: one workflow per organization, path
+    and method. The ingress finds the workflow (and the version to run) here."""
+
+    organization_id: PydanticObjectId
+    workflow_id: PydanticObjectId
+    version: int
+    node: str
+    path: str
+    method: str
+    created_at: datetime = Field(default_factory=now)
+
+    class Settings:
+        name = "webhook_registrations"
+        indexes = [
+            IndexModel(
+                [("organization_id", ASCENDING), ("path", ASCENDING), ("method", ASCENDING)],
+                unique=True,
+            ),
+            IndexModel([("workflow_id", ASCENDING)]),
+        ]
+
+
+class ScheduleRegistration(Document):
+    """A Schedule Trigger of an active workflow; the scheduler fires it at `next_run_at`."""
+
+    organization_id: PydanticObjectId
+    workflow_id: PydanticObjectId
+    version: int
+    node: str
+    timezone: str
+    next_run_at: datetime
+    created_at: datetime = Field(default_factory=now)
+
+    class Settings:
+        name = "schedule_registrations"
+        indexes = [
+            IndexModel([("next_run_at", ASCENDING)]),
+            IndexModel([("workflow_id", ASCENDING)]),
+        ]
+
+
+class VariableDocument(Document):
+    """An organization variable, read by expressions as `$vars.<key>`."""
+
+    organization_id: PydanticObjectId
+    key: str
+    value: str
+    updated_at: datetime = Field(default_factory=now)
+    updated_by: PydanticObjectId
+
+    class Settings:
+        name = "variables"
+        indexes = [IndexModel([("organization_id", ASCENDING), ("key", ASCENDING)], unique=True)]
+
+
+DOCUMENTS = [
+    WorkflowDocument,
+    WorkflowVersionDocument,
+    CredentialDocument,
+    WebhookRegistration,
+    ScheduleRegistration,
+    VariableDocument,
+]

@@ -30,7 +30,9 @@ from subgraphs.workflows.service import (
     WorkflowNotFound,
 )
 from subgraphs.workflows.service import workflow as workflow_service
+from subgraphs.workflows.triggers import WebhookPathTaken
 from subgraphs.workflows.types import (
+    ActivateWorkflowResult,
     ChangeWorkflowResult,
     CreateCredentialInput,
     CreateWorkflowInput,
@@ -44,12 +46,17 @@ from subgraphs.workflows.types import (
     CredentialTypeDescription,
     DeleteCredentialResult,
     DeleteCredentialSuccess,
+    DeleteVariableResult,
+    DeleteVariableSuccess,
     ImportWorkflowInput,
     ImportWorkflowResult,
     NodeTypeDescription,
     PublishWorkflowVersionInput,
     RollbackWorkflowInput,
     SaveCredentialResult,
+    SetVariableInput,
+    SetVariableResult,
+    SetVariableSuccess,
     TestCredentialInput,
     TestCredentialResult,
     UnsupportedNode,
@@ -58,7 +65,10 @@ from subgraphs.workflows.types import (
     UpdateWorkflowInput,
     UpdateWorkflowResult,
     User,
+    Variable,
+    VariableKeyInput,
     VersionConflictError,
+    WebhookPathTakenError,
     Workflow,
     WorkflowConnection,
     WorkflowDiffResult,
@@ -67,6 +77,7 @@ from subgraphs.workflows.types import (
     WorkflowIdInput,
     WorkflowSuccess,
 )
+from subgraphs.workflows.variables import variables as variable_service
 
 
 async def _render(call: Awaitable[WorkflowDocument], workflow_id: str) -> Any:
@@ -151,6 +162,11 @@ class Query:
     @strawberry.field(description="Every credential type nodes declare, with its fields.")
     def credential_types(self) -> list[CredentialTypeDescription]:
         return [CredentialTypeDescription.from_type(t) for t in credential_types().values()]
+
+    @strawberry.field(description="Your organization's variables (`$vars`), by key.")
+    async def variables(self, info: strawberry.Info) -> list[Variable]:
+        found = await variable_service.all(_viewer(info))
+        return [Variable(key=v.key, value=v.value, updated_at=v.updated_at) for v in found]
 
     @strawberry.field(description="Every node type and version this platform runs.")
     def node_types(self) -> list[NodeTypeDescription]:
@@ -325,8 +341,64 @@ class CredentialMutation:
         return CredentialTestResult(ok=probe.ok, message=probe.message, status=probe.status)
 
 
+async def _activation(call: Awaitable[WorkflowDocument], workflow_id: str) -> Any:
+    try:
+        return await _render(call, workflow_id)
+    except WebhookPathTaken as exc:
+        taker = strawberry.ID(exc.workflow_id) if exc.workflow_id else None
+        return WebhookPathTakenError(
+            message=str(exc), path=exc.path, method=exc.method, workflow_id=taker
+        )
+
+
 @strawberry.type
-class Mutation(WorkflowMutation, CredentialMutation):
+class TriggerMutation:
+    @strawberry.mutation(
+        description="Turn on the published version's webhooks and schedules (publishing the "
+        "latest version if none is)."
+    )
+    async def activate_workflow(
+        self, info: strawberry.Info, input: WorkflowIdInput
+    ) -> ActivateWorkflowResult:
+        call = workflow_service.activate(_viewer(info), str(input.id))
+        result: ActivateWorkflowResult = await _activation(call, str(input.id))
+        return result
+
+    @strawberry.mutation(description="Turn off a workflow's webhooks and schedules.")
+    async def deactivate_workflow(
+        self, info: strawberry.Info, input: WorkflowIdInput
+    ) -> ChangeWorkflowResult:
+        call = workflow_service.deactivate(_viewer(info), str(input.id))
+        result: ChangeWorkflowResult = await _render(call, str(input.id))
+        return result
+
+    @strawberry.mutation(description="Create or change an organization variable.")
+    async def set_variable(
+        self, info: strawberry.Info, input: SetVariableInput
+    ) -> SetVariableResult:
+        try:
+            v = await variable_service.set(_viewer(info), input.key, input.value)
+        except InvalidInput as exc:
+            return validation_error(exc, "variable refused")
+        except NotAllowed as exc:
+            return ForbiddenError(message=str(exc))
+        return SetVariableSuccess(
+            variable=Variable(key=v.key, value=v.value, updated_at=v.updated_at)
+        )
+
+    @strawberry.mutation(description="Delete an organization variable.")
+    async def delete_variable(
+        self, info: strawberry.Info, input: VariableKeyInput
+    ) -> DeleteVariableResult:
+        try:
+            deleted = await variable_service.delete(_viewer(info), input.key)
+        except NotAllowed as exc:
+            return ForbiddenError(message=str(exc))
+        return DeleteVariableSuccess(key=input.key, deleted=deleted)
+
+
+@strawberry.type
+class Mutation(WorkflowMutation, CredentialMutation, TriggerMutation):
     pass
 
 

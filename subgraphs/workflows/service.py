@@ -16,7 +16,7 @@ from klikkflow.kit.auth import Viewer
 from klikkflow.kit.errors import InvalidInput
 from klikkflow.kit.permissions import require
 from klikkflow.nodes.registry import default_registry
-from subgraphs.workflows import definition
+from subgraphs.workflows import definition, triggers
 from subgraphs.workflows.models import WorkflowDocument, WorkflowVersionDocument, now
 from subgraphs.workflows.repository import WorkflowFilter, repository
 
@@ -251,7 +251,39 @@ class WorkflowService:
         changes: dict[str, Any] = {"archived_at": now() if archived else None}
         if archived:
             changes["active"] = False
+            await triggers.unregister(head.id)
         updated = await repository.set_fields(viewer, head.id, changes)
+        if updated is None:
+            raise WorkflowNotFound(workflow_id)
+        return updated
+
+    # ---- triggers ------------------------------------------------------------------
+
+    async def activate(self, viewer: Viewer, workflow_id: str) -> WorkflowDocument:
+        """Turn on the published version's triggers (publishing the latest version if
+        none is). A webhook path held by another active workflow is refused whole."""
+        require(viewer, "workflow.publish")
+        head = await self._require(viewer, workflow_id)
+        assert head.id is not None
+        if head.archived_at is not None:
+            raise InvalidInput({"id": "an archived workflow cannot be activated: restore it"})
+        number = head.active_version or head.version
+        found = await self.version(viewer, workflow_id, number)
+        await triggers.register(head, number, definition.load(found.definition))
+        changes = {"active": True, "active_version": number, "updated_at": now()}
+        updated = await repository.set_fields(viewer, head.id, changes)
+        if updated is None:
+            raise WorkflowNotFound(workflow_id)
+        return updated
+
+    async def deactivate(self, viewer: Viewer, workflow_id: str) -> WorkflowDocument:
+        require(viewer, "workflow.publish")
+        head = await self._require(viewer, workflow_id)
+        assert head.id is not None
+        updated = await repository.set_fields(
+            viewer, head.id, {"active": False, "updated_at": now()}
+        )
+        await triggers.unregister(head.id)
         if updated is None:
             raise WorkflowNotFound(workflow_id)
         return updated
@@ -297,6 +329,9 @@ class WorkflowService:
         """Make version `number` the one triggers and production runs use."""
         require(viewer, "workflow.publish")
         found = await self.version(viewer, workflow_id, number)
+        head = await self._require(viewer, workflow_id)
+        if head.active:  # the new version's triggers must be free before it goes live
+            await triggers.register(head, number, definition.load(found.definition))
         updated = await repository.set_fields(
             viewer, found.workflow_id, {"active_version": number, "updated_at": now()}
         )
@@ -313,6 +348,8 @@ class WorkflowService:
         head = await self._require(viewer, workflow_id)
         old = await self.version(viewer, workflow_id, number)
         workflow = definition.load(old.definition)
+        if head.active:
+            await triggers.register(head, expected_version + 1, workflow)
         return await self._save_version(
             viewer,
             head,

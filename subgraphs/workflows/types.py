@@ -83,6 +83,21 @@ class WorkflowVersionConnection:
     page_info: PageInfo = strawberry.field(description="Where this page ends.")
 
 
+@strawberry.type(description="A webhook an active workflow listens on.")
+class WebhookEndpoint:
+    path: str = strawberry.field(description="The path after /webhook/.")
+    method: str = strawberry.field(description="The HTTP method it answers.")
+    node: str = strawberry.field(description="The Webhook node's name.")
+    version: int = strawberry.field(description="The workflow version it runs.")
+
+
+@strawberry.type(description="A schedule of an active workflow.")
+class ScheduleView:
+    node: str = strawberry.field(description="The Schedule Trigger node's name.")
+    timezone: str = strawberry.field(description="The time zone its cron fields are read in.")
+    next_run_at: datetime = strawberry.field(description="Its next tick.")
+
+
 @strawberry.federation.type(keys=["id"], description="An automation: a graph of nodes.")
 class Workflow:
     id: strawberry.ID = strawberry.field(description="Stable identifier.")
@@ -126,6 +141,27 @@ class Workflow:
             updated_at=m.updated_at,
             model=m,
         )
+
+    @strawberry.field(description="Webhook paths it listens on while active.")
+    async def webhooks(self) -> list[WebhookEndpoint]:
+        from subgraphs.workflows.triggers import webhooks_of
+
+        assert self.model.id is not None
+        found = await webhooks_of(self.model.id)
+        return [
+            WebhookEndpoint(path=w.path, method=w.method, node=w.node, version=w.version)
+            for w in found
+        ]
+
+    @strawberry.field(description="Its schedules while active, with the next tick of each.")
+    async def schedules(self) -> list[ScheduleView]:
+        from subgraphs.workflows.triggers import schedules_of
+
+        assert self.model.id is not None
+        found = await schedules_of(self.model.id)
+        return [
+            ScheduleView(node=s.node, timezone=s.timezone, next_run_at=s.next_run_at) for s in found
+        ]
 
     @strawberry.field(description="Saved versions, newest first.")
     async def versions(
@@ -534,4 +570,59 @@ DeleteCredentialResult = Annotated[
 TestCredentialResult = Annotated[
     CredentialTestResult | NotFoundError | ForbiddenError,
     strawberry.union("TestCredentialResult", description="Outcome of testCredential."),
+]
+
+
+# ---- activation and variables ---------------------------------------------------------
+
+
+@strawberry.type(description="Another active workflow of your organization holds the path.")
+class WebhookPathTakenError(Error):
+    path: str = strawberry.field(description="The path asked for.")
+    method: str = strawberry.field(description="The HTTP method asked for.")
+    workflow_id: strawberry.ID | None = strawberry.field(description="The workflow holding it.")
+
+
+ActivateWorkflowResult = Annotated[
+    WorkflowSuccess | ValidationError | NotFoundError | WebhookPathTakenError | ForbiddenError,
+    strawberry.union("ActivateWorkflowResult", description="Outcome of activating a workflow."),
+]
+
+
+@strawberry.type(description="An organization variable: `$vars.<key>` in expressions.")
+class Variable:
+    key: str = strawberry.field(description="Its name.")
+    value: str = strawberry.field(description="Its value.")
+    updated_at: datetime = strawberry.field(description="When it was last set.")
+
+
+@strawberry.input(description="Set an organization variable.")
+class SetVariableInput:
+    key: str = strawberry.field(description="Letters, digits and _, at most 64 characters.")
+    value: str = strawberry.field(description="At most 10,000 characters.")
+
+
+@strawberry.input(description="An organization variable by key.")
+class VariableKeyInput:
+    key: str = strawberry.field(description="Its name.")
+
+
+@strawberry.type(description="The variable was set.")
+class SetVariableSuccess:
+    variable: Variable = strawberry.field(description="The variable as it is now.")
+
+
+@strawberry.type(description="The variable was deleted (or did not exist).")
+class DeleteVariableSuccess:
+    key: str = strawberry.field(description="The key.")
+    deleted: bool = strawberry.field(description="Whether it existed.")
+
+
+SetVariableResult = Annotated[
+    SetVariableSuccess | ValidationError | ForbiddenError,
+    strawberry.union("SetVariableResult", description="Outcome of setVariable."),
+]
+DeleteVariableResult = Annotated[
+    DeleteVariableSuccess | ForbiddenError,
+    strawberry.union("DeleteVariableResult", description="Outcome of deleteVariable."),
 ]

@@ -537,3 +537,26 @@ async def test_viewers_read_but_do_not_edit(platform, client):
     assert refused["__typename"] == "ForbiddenError"
     seen = await _workflow(client, platform, viewer, workflow_id)
     assert seen["name"] == "Read only"
+
+
+async def test_every_execution_records_the_version_it_ran(platform, client, owner):
+    workflow_id = await create_workflow(client, platform.router_url, owner, "Run me", chain("A"))
+    await update_workflow(
+        client,
+        platform.router_url,
+        owner,
+        id=workflow_id,
+        expectedVersion=1,
+        definition=chain("A", "B"),
+    )
+    run = data(
+        await gql(
+            client,
+            platform.router_url,
+            "mutation ($id: ID!) { runWorkflow(input: {workflowId: $id}) {"
+            " ... on RunWorkflowSuccess { execution { workflowVersion } } } }",
+            {"id": workflow_id},
+            owner.token,
+        )
+    )
+    assert run["runWorkflow"]["execution"]["workflowVersion"] == 2
