@@ -17,7 +17,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from klikkflow.kit.settings import WebSettings
-from web import accounts, api_keys, audit, members, profile
+from web import accounts, api_keys, audit, members, profile, workflows
 from web.graphql_client import RouterUnavailable
 from web.probes import healthz, readyz
 from web.session import LoginRequired, RefreshCoalescer, SessionCookieMiddleware, login_url
@@ -138,6 +138,59 @@ def create_app(settings: WebSettings | None = None) -> Starlette:
         Route("/profile/mfa/start", profile.start_mfa, methods=POST, name="start_mfa"),
         Route("/profile/mfa/confirm", profile.confirm_mfa, methods=POST, name="confirm_mfa"),
         Route("/profile/mfa/disable", profile.disable_mfa, methods=POST, name="disable_mfa"),
+        # Workflows
+        Route("/workflows", workflows.workflows_page, methods=GET, name="workflows"),
+        Route("/workflows", workflows.create_workflow, methods=POST, name="create_workflow"),
+        Route("/workflows/import", workflows.import_workflow, methods=POST, name="import_workflow"),
+        Route("/workflows/{workflow_id}", workflows.workflow_page, methods=GET, name="workflow"),
+        Route(
+            "/workflows/{workflow_id}/nodes/{node_id}",
+            workflows.save_node,
+            methods=POST,
+            name="save_node",
+        ),
+        Route(
+            "/workflows/{workflow_id}/definition",
+            workflows.save_definition,
+            methods=POST,
+            name="save_definition",
+        ),
+        Route(
+            "/workflows/{workflow_id}/archive",
+            workflows.archive_workflow,
+            methods=POST,
+            name="archive_workflow",
+        ),
+        Route(
+            "/workflows/{workflow_id}/restore",
+            workflows.restore_workflow,
+            methods=POST,
+            name="restore_workflow",
+        ),
+        Route(
+            "/workflows/{workflow_id}/versions/{number}/publish",
+            workflows.publish_version,
+            methods=POST,
+            name="publish_version",
+        ),
+        Route(
+            "/workflows/{workflow_id}/versions/{number}/rollback",
+            workflows.rollback_version,
+            methods=POST,
+            name="rollback_version",
+        ),
+        Route(
+            "/workflows/{workflow_id}/diff",
+            workflows.workflow_diff,
+            methods=GET,
+            name="workflow_diff",
+        ),
+        Route(
+            "/workflows/{workflow_id}/export",
+            workflows.export_workflow,
+            methods=GET,
+            name="export_workflow",
+        ),
         Route("/healthz", healthz, name="healthz"),
         Route("/readyz", readyz, name="readyz"),
         Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
