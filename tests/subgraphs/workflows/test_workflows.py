@@ -152,10 +152,10 @@ async def test_invalid_definitions_list_every_problem_and_save_nothing(platform,
             "nests deeper",
         ),
         (
-            "a 3 MB definition",
+            "a 5 MB definition",
             {
                 "nodes": [node("Start", "manualTrigger", notes="x" * 9_000)],
-                "pinData": {"Start": [{"json": {"pad": "y" * 3_000_000}}]},
+                "pinData": {"Start": [{"json": {"pad": "y" * 5_000_000}}]},
             },
             "definition",
             "the limit is",
