@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import httpx
@@ -438,7 +440,7 @@ async def test_export_import_round_trips_exactly(platform, client, owner):
 
 
 @pytest.mark.parametrize("name", ["bench-a.json", "bench-b.json"])
-async def test_n8n_workflows_import(platform, client, owner, name):
+async def test_n8n_workflows_import_and_run(platform, client, owner, name, tmp_path):
     document = json.loads((EXAMPLES / "n8n" / name).read_text())
     imported = data(
         await gql(
@@ -460,6 +462,23 @@ async def test_n8n_workflows_import(platform, client, owner, name):
     carried = json.dumps([n["parameters"] for n in definition["nodes"]])
     assert any("{{" in e for e in expressions)
     assert carried.count("{{") == sum(e.count("{{") for e in expressions)
+    # The imported workflow runs: through the engine, with a webhook's item.
+    (tmp_path / "imported.json").write_text(json.dumps({**definition, "name": name}))
+    body = {"id": 7, "name": "gadget", "qty": 2, "price": 5.0, "priority": "high", "tags": []}
+    (tmp_path / "in.json").write_text(json.dumps({"body": body}))
+    command = [sys.executable, "-m", "klikkflow.cli", "run", str(tmp_path / "imported.json")]
+    command += ["--input", str(tmp_path / "in.json"), "--json"]
+    ran = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+    assert ran.returncode == 0, ran.stderr
+    summary = json.loads(ran.stdout)
+    assert summary["status"] == "succeeded"
+    last = {
+        "bench-a.json": ("Respond", {"branch": "high", "id": 7, "name": "GADGET", "total": 10.0}),
+        "bench-b.json": ("Step10", {"counter": 10}),
+    }[name]
+    [run] = summary["nodes"][last[0]]
+    output = run["outputs"]["main"][0]["json"]
+    assert {k: output[k] for k in last[1]} == last[1]
 
 
 async def test_n8n_import_lists_unsupported_nodes_and_saves_nothing(platform, client, owner):
