@@ -19,6 +19,7 @@ from klikkflow.engine.state import (
     ExecutionStarted,
     ExecutionStatus,
     NodeFailed,
+    NodeInterrupted,
     NodeRun,
     NodeStarted,
     NodeStatus,
@@ -123,6 +124,13 @@ def _node_failed(graph: Graph, state: State, e: NodeFailed) -> None:
         state.error = state.error or e.error
 
 
+def _node_interrupted(graph: Graph, state: State, e: NodeInterrupted) -> None:
+    state.running.discard(e.node)
+    run = state.runs[e.node][-1]
+    run.status = NodeStatus.RETRYING
+    state.retries[e.node] = Retry.model_construct(due=e.at, inputs=run.inputs, tries=run.tries)
+
+
 def _node_waiting(graph: Graph, state: State, e: NodeWaiting) -> None:
     state.running.discard(e.node)
     run = state.runs[e.node][-1]
@@ -160,6 +168,7 @@ _APPLY: dict[type, Callable[..., None]] = {
     NodeStarted: _node_started,
     NodeSucceeded: _node_succeeded,
     NodeFailed: _node_failed,
+    NodeInterrupted: _node_interrupted,
     NodeWaiting: _node_waiting,
     ExecutionParked: _parked,
     ExecutionResumed: _resumed,

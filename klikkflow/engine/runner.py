@@ -31,6 +31,7 @@ from klikkflow.engine.state import (
     ExecutionStarted,
     ExecutionStatus,
     NodeFailed,
+    NodeInterrupted,
     NodeStarted,
     NodeSucceeded,
     NodeWaiting,
@@ -149,6 +150,16 @@ class Runner:
             ExecutionStatus.CANCELLED,
         ):
             await self._emit(ExecutionFinished(at=self.clock(), status=ExecutionStatus.CANCELLED))
+
+    async def recover(self) -> State:
+        """Go on with an execution whose process died (the state was rebuilt from its
+        events): nodes that had started and not finished run again with the same inputs;
+        nodes that finished keep their checkpointed outputs and do not run again."""
+        self._restore_outputs()
+        for node in sorted(self.state.running):
+            run = self.state.runs[node][-1]
+            await self._emit(NodeInterrupted(at=self.clock(), node=node, run_index=run.run_index))
+        return await self.drive()
 
     def replay(self, events: list[Event]) -> State:
         """Rebuild the state from an event log (a checkpoint) without running anything."""

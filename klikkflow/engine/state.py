@@ -107,6 +107,15 @@ class NodeFailed(_Event):
     retry_at: datetime | None = None  # set: another try with the same inputs is due then
 
 
+class NodeInterrupted(_Event):
+    """The process running the node died before it finished (a worker crash found on
+    recovery): the run is tried again with the same inputs. Nodes run at least once."""
+
+    type: Literal["node.interrupted"] = "node.interrupted"
+    node: str
+    run_index: int
+
+
 class NodeWaiting(_Event):
     type: Literal["node.waiting"] = "node.waiting"
     node: str
@@ -136,6 +145,7 @@ Event = Annotated[
     | NodeStarted
     | NodeSucceeded
     | NodeFailed
+    | NodeInterrupted
     | NodeWaiting
     | ExecutionParked
     | ExecutionResumed

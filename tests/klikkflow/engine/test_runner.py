@@ -335,3 +335,30 @@ def test_a_cycle_without_a_loop_node_is_refused():
     wf = workflow([start(), echo("A"), echo("B")], [("Start", "A"), ("A", "B"), ("B", "A")])
     with pytest.raises(InvalidWorkflow, match="cycle without a loop node: A -> B -> A"):
         compile_workflow(wf, registry())
+
+
+async def test_recovery_after_a_crash_reruns_only_the_unfinished_node():
+    wf = workflow(
+        [start(), echo("A"), echo("B"), echo("C")], [("Start", "A"), ("A", "B"), ("B", "C")]
+    )
+    _, finished, events = await run(wf, [{"json": {"n": 1}}])
+    # The worker died while B was running: its log ends at B's start.
+    cut = next(i + 1 for i, e in enumerate(events) if e.type == "node.started" and e.node == "B")
+    recovered_events: list = []
+
+    async def sink(event):
+        recovered_events.append(event)
+
+    later = Runner(compile_workflow(wf, registry()), on_event=sink)
+    later.replay(events[:cut])
+    state = await later.recover()
+    assert state.status == ExecutionStatus.SUCCEEDED
+    assert outputs(state, "C") == outputs(finished, "C")
+    assert [e.type for e in recovered_events][:2] == ["node.interrupted", "node.started"]
+    started = [e.node for e in recovered_events if e.type == "node.started"]
+    assert started == ["B", "C"]  # A finished before the crash: it does not run again
+    assert len(state.runs["A"]) == 1
+    assert state.runs["B"][-1].tries == 2
+    # The whole log, crash and recovery included, replays to the same state.
+    again = Runner(compile_workflow(wf, registry())).replay(events[:cut] + recovered_events)
+    assert again.model_dump() == state.model_dump()
