@@ -127,7 +127,7 @@ def param_fields(
         fields.append(
             ParamField(
                 name=name,
-                label=_label(name, prop),
+                label=_label(name, raw),  # a $ref's title names its model, not the field
                 kind=kind,
                 value=_shown(kind, current),
                 required=name in required,
