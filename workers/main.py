@@ -9,8 +9,11 @@ from arq.worker import Worker, async_check_health
 
 from klikkflow.kit.settings import WorkerSettings
 from klikkflow.kit.stores import WORKER_HEALTH_KEY, arq_redis_settings, create_redis, init_mongo
+from klikkflow.kit.vault import LocalKeyProvider
 from subgraphs.executions.models import DOCUMENTS as EXECUTION_DOCUMENTS
+from subgraphs.executions.runs import RunSettings, runs
 from subgraphs.executions.service import RUN_EXECUTION
+from subgraphs.workflows.credentials import credential as credential_service
 from subgraphs.workflows.models import DOCUMENTS as WORKFLOW_DOCUMENTS
 from workers.jobs import run_execution
 
@@ -21,6 +24,9 @@ def build_worker(settings: WorkerSettings, *, burst: bool = False) -> Worker:
             settings.mongo_uri, settings.mongo_db, [*EXECUTION_DOCUMENTS, *WORKFLOW_DOCUMENTS]
         )
         ctx["redis"] = create_redis(settings.redis_url)
+        provider = LocalKeyProvider(settings.credentials_master_keys, settings.secret_key)
+        credential_service.configure(settings, provider)
+        runs.configure(RunSettings(allow_private_network=settings.allow_private_network))
 
     async def shutdown(ctx: dict[str, Any]) -> None:
         if "redis" in ctx:

@@ -29,6 +29,10 @@ class ExecutionDocument(Document):
     organization_id: PydanticObjectId
     workflow_id: PydanticObjectId
     workflow_version: int | None = None
+    mode: str = "manual"  # manual | webhook | schedule | sub-workflow
+    items: list[dict[str, Any]] = Field(default_factory=list)  # what the start node gets
+    start_node: str | None = None
+    error: dict[str, Any] | None = None  # why it failed: message, node, type
     status: ExecutionStatus = ExecutionStatus.QUEUED
     created_at: datetime = Field(default_factory=now)
     started_at: datetime | None = None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from beanie import PydanticObjectId
 
@@ -34,6 +35,17 @@ class ExecutionRepository:
         """For the worker, which acts for the system and not for a viewer."""
         oid = object_id(execution_id)
         return await ExecutionDocument.get(oid) if oid else None
+
+    async def engine_events(self, execution: ExecutionDocument) -> list[dict[str, Any]]:
+        """The engine events of an execution's log, in order (the caller may see it)."""
+        found = (
+            await ExecutionEventDocument.find(
+                {"execution_id": execution.id, "data.engine": {"$exists": True}}
+            )
+            .sort("seq")
+            .to_list()
+        )
+        return [e.data["engine"] for e in found]
 
     async def last_seq(self, execution_id: PydanticObjectId) -> int:
         last = (

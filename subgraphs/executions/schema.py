@@ -5,7 +5,7 @@ from collections.abc import AsyncGenerator
 import strawberry
 
 from klikkflow.kit.asgi import service_health
-from klikkflow.kit.errors import NotAllowed
+from klikkflow.kit.errors import InvalidInput, NotAllowed
 from klikkflow.kit.graphql import (
     FEDERATION_VERSION,
     ForbiddenError,
@@ -13,6 +13,7 @@ from klikkflow.kit.graphql import (
     PublicError,
     ServiceHealth,
     mask_errors,
+    validation_error,
 )
 from subgraphs.executions.loaders import execution_loader
 from subgraphs.executions.service import WorkflowNotFound
@@ -59,8 +60,10 @@ class Mutation:
         state = info.context.state
         try:
             created = await execution_service.submit(
-                viewer, str(input.workflow_id), state.redis, state.queue
+                viewer, str(input.workflow_id), state.redis, state.queue, input.items
             )
+        except InvalidInput as exc:
+            return validation_error(exc, "input refused")
         except WorkflowNotFound as exc:
             return NotFoundError(message=str(exc), id=input.workflow_id)
         except NotAllowed as exc:

@@ -1,20 +1,19 @@
-"""Executions: records, the event log and its live Redis stream.
-
-Until the engine issue lands, a worker moves an execution queued -> running ->
-succeeded without running nodes; the plumbing (job, events, stream, subscription)
-is the real one.
-"""
+"""Executions: records, the event log and its live Redis stream. Workers run them
+(`subgraphs.executions.runs`)."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from arq.connections import ArqRedis
 from redis.asyncio import Redis
+from redis.typing import EncodableT, FieldT
 
 from klikkflow.kit.auth import Viewer
+from klikkflow.kit.errors import InvalidInput
 from klikkflow.kit.permissions import require
 from subgraphs.executions.models import (
     TERMINAL,
@@ -52,28 +51,107 @@ class Event:
     type: str
     status: ExecutionStatus
     at: datetime
+    node: str | None = None
+
+
+MAX_INPUT_ITEMS = 1_000
+
+
+def _items(rows: list[Any]) -> list[dict[str, Any]]:
+    """Input items as n8n items: `{"json": {...}}` kept, bare objects wrapped."""
+    if len(rows) > MAX_INPUT_ITEMS:
+        raise InvalidInput({"items": f"at most {MAX_INPUT_ITEMS} items"})
+    problems = {
+        f"items[{i}]": "must be a JSON object"
+        for i, row in enumerate(rows)
+        if not isinstance(row, dict)
+    }
+    if problems:
+        raise InvalidInput(problems)
+    return [
+        row if set(row) <= {"json", "binary"} and "json" in row else {"json": row} for row in rows
+    ]
+
+
+@dataclass
+class NodeRunRecord:
+    """One run of one node, folded from the execution's log."""
+
+    node: str
+    run_index: int
+    status: str
+    started_at: datetime
+    tries: int = 1
+    finished_at: datetime | None = None
+    inputs: dict[str, Any] | None = None
+    outputs: dict[str, Any] | None = None
+    error: dict[str, Any] | None = None
+
+
+_NODE_STATUS = {
+    "node.started": "running",
+    "node.succeeded": "succeeded",
+    "node.waiting": "waiting",
+    "node.interrupted": "retrying",
+}
+
+
+def fold_node_runs(logged: list[dict[str, Any]]) -> list[NodeRunRecord]:
+    """Node runs in the order they started, from logged engine events."""
+    runs: dict[tuple[str, int], NodeRunRecord] = {}
+    for e in logged:
+        node, kind = e.get("node"), e["type"]
+        if node is None:
+            continue
+        at = datetime.fromisoformat(e["at"])
+        key = (node, e["run_index"])
+        run = runs.get(key)
+        if kind == "node.started":
+            if run is None:
+                runs[key] = NodeRunRecord(node, e["run_index"], "running", at, inputs=e["inputs"])
+            else:
+                run.status, run.tries, run.error = "running", run.tries + 1, None
+            continue
+        if run is None:
+            continue
+        if kind == "node.failed":
+            run.status = "retrying" if e.get("retry_at") else "failed"
+            run.error, run.finished_at = e["error"], at
+        else:
+            run.status = _NODE_STATUS.get(kind, run.status)
+        if kind == "node.succeeded":
+            run.outputs, run.finished_at = e["outputs"], at
+    return list(runs.values())
 
 
 class ExecutionService:
-    async def create(self, viewer: Viewer, workflow_id: str) -> ExecutionDocument:
+    async def create(
+        self, viewer: Viewer, workflow_id: str, items: list[dict[str, Any]]
+    ) -> ExecutionDocument:
         require(viewer, "workflow.run")
         workflow = await workflow_service.get(viewer, workflow_id)
-        if workflow is None:
+        if workflow is None or workflow.archived_at is not None:
             raise WorkflowNotFound(workflow_id)
         execution = ExecutionDocument(
             organization_id=workflow.organization_id,
             workflow_id=workflow.id,
             workflow_version=workflow.version,
+            items=_items(items),
         )
         await execution.insert()
         return execution
 
     async def submit(
-        self, viewer: Viewer, workflow_id: str, redis: Redis, queue: ArqRedis
+        self,
+        viewer: Viewer,
+        workflow_id: str,
+        redis: Redis,
+        queue: ArqRedis,
+        items: list[dict[str, Any]] | None = None,
     ) -> ExecutionDocument:
         """Record a queued execution, then publish its first event, then enqueue its job
         (in that order, so a worker never sees a job for an execution not yet saved)."""
-        execution = await self.create(viewer, workflow_id)
+        execution = await self.create(viewer, workflow_id, items or [])
         await self.record(redis, execution, ExecutionStatus.QUEUED)
         await queue.enqueue_job(RUN_EXECUTION, str(execution.id), _job_id=str(execution.id))
         return execution
@@ -89,6 +167,10 @@ class ExecutionService:
         self, viewer: Viewer, workflow_id: str | None, first: int
     ) -> list[ExecutionDocument]:
         return await repository.recent(viewer, workflow_id, max(1, min(first, MAX_PAGE)))
+
+    async def node_runs(self, execution: ExecutionDocument) -> list[NodeRunRecord]:
+        logged = await repository.engine_events(execution)
+        return fold_node_runs(logged)
 
     async def record(
         self, redis: Redis, execution: ExecutionDocument, status: ExecutionStatus
@@ -109,28 +191,24 @@ class ExecutionService:
             status=status,
         )
         await event.insert()
-        cursor = await redis.xadd(
-            stream_key(str(execution.id)),
-            {
-                "seq": event.seq,
-                "type": event.type,
-                "status": status.value,
-                "at": event.at.isoformat(),
-            },
-            maxlen=STREAM_MAXLEN,
-            approximate=True,
-        )
-        return Event(cursor, str(execution.id), event.seq, event.type, status, event.at)
+        return await self.publish(redis, event, None)
 
-    async def run_placeholder(self, redis: Redis, execution_id: str) -> ExecutionStatus | None:
-        """The worker's job body until the engine lands. Idempotent: arq may run it twice."""
-        execution = await repository.by_id_unscoped(execution_id)
-        if execution is None or execution.status in TERMINAL:
-            return execution.status if execution else None
-        if execution.status != ExecutionStatus.RUNNING:
-            await self.record(redis, execution, ExecutionStatus.RUNNING)
-        await self.record(redis, execution, ExecutionStatus.SUCCEEDED)
-        return execution.status
+    async def publish(self, redis: Redis, event: ExecutionEventDocument, node: str | None) -> Event:
+        """Put a logged event on the execution's live stream."""
+        fields: dict[FieldT, EncodableT] = {
+            "seq": event.seq,
+            "type": event.type,
+            "status": event.status.value,
+            "at": event.at.isoformat(),
+        }
+        if node:
+            fields["node"] = node
+        cursor = await redis.xadd(
+            stream_key(str(event.execution_id)), fields, maxlen=STREAM_MAXLEN, approximate=True
+        )
+        return Event(
+            cursor, str(event.execution_id), event.seq, event.type, event.status, event.at, node
+        )
 
     async def follow(
         self, redis: Redis, execution_id: str, after: str | None
@@ -157,6 +235,7 @@ def _event_from_stream(execution_id: str, entry_id: str, fields: dict[str, str])
         type=fields["type"],
         status=ExecutionStatus(fields["status"]),
         at=datetime.fromisoformat(fields["at"]),
+        node=fields.get("node"),
     )
 
 

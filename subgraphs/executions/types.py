@@ -1,14 +1,15 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 import strawberry
+from strawberry.scalars import JSON
 
-from klikkflow.kit.graphql import ForbiddenError, NotFoundError
+from klikkflow.kit.graphql import ForbiddenError, NotFoundError, ValidationError
 from subgraphs.executions.models import ExecutionDocument
 from subgraphs.executions.models import ExecutionStatus as ExecutionStatusModel
-from subgraphs.executions.service import Event
+from subgraphs.executions.service import Event, NodeRunRecord
 
 ExecutionStatus = strawberry.enum(ExecutionStatusModel, description="Where an execution stands.")
 
@@ -22,10 +23,53 @@ class Workflow:
         return cls(id=id)
 
 
+@strawberry.type(description="Why an execution or a node failed.")
+class ExecutionError:
+    message: str = strawberry.field(description="What went wrong.")
+    node: str | None = strawberry.field(description="The node it happened in, if any.")
+    type: str = strawberry.field(description="NodeError, ExpressionError, WorkflowError, ...")
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ExecutionError:
+        return cls(message=d.get("message", ""), node=d.get("node"), type=d.get("type", ""))
+
+
+@strawberry.type(description="One run of one node.")
+class NodeRun:
+    node: str = strawberry.field(description="The node's name.")
+    run_index: int = strawberry.field(description="0 for its first run (loops run nodes again).")
+    status: str = strawberry.field(
+        description="running, waiting, retrying, succeeded, failed or cancelled."
+    )
+    tries: int = strawberry.field(description="Tries so far (retries and crash recovery).")
+    started_at: datetime = strawberry.field(description="When its first try started.")
+    finished_at: datetime | None = strawberry.field(description="When it ended.")
+    inputs: JSON | None = strawberry.field(description="Input items per port.")
+    outputs: JSON | None = strawberry.field(description="Output items per port.")
+    error: ExecutionError | None = strawberry.field(description="Its error, if it failed.")
+
+    @classmethod
+    def from_record(cls, r: NodeRunRecord) -> NodeRun:
+        return cls(
+            node=r.node,
+            run_index=r.run_index,
+            status=r.status,
+            tries=r.tries,
+            started_at=r.started_at,
+            finished_at=r.finished_at,
+            inputs=r.inputs,
+            outputs=r.outputs,
+            error=ExecutionError.from_dict(r.error) if r.error else None,
+        )
+
+
 @strawberry.federation.type(keys=["id"], description="One run of a workflow.")
 class Execution:
     id: strawberry.ID = strawberry.field(description="Stable identifier.")
     workflow: Workflow = strawberry.field(description="The workflow that ran.")
+    mode: str = strawberry.field(description="manual, webhook, schedule or sub-workflow.")
+    error: ExecutionError | None = strawberry.field(description="Why it failed, if it did.")
+    model: strawberry.Private[ExecutionDocument]
     workflow_version: int | None = strawberry.field(
         description="The workflow version it ran (manual runs: the latest saved; triggers: "
         "the published one)."
@@ -41,11 +85,20 @@ class Execution:
             id=strawberry.ID(str(m.id)),
             workflow=Workflow(id=strawberry.ID(str(m.workflow_id))),
             workflow_version=m.workflow_version,
+            mode=m.mode,
+            error=ExecutionError.from_dict(m.error) if m.error else None,
+            model=m,
             status=m.status,
             created_at=m.created_at,
             started_at=m.started_at,
             finished_at=m.finished_at,
         )
+
+    @strawberry.field(description="Every node run, in the order they started, with data.")
+    async def nodes(self) -> list[NodeRun]:
+        from subgraphs.executions.service import execution as execution_service
+
+        return [NodeRun.from_record(r) for r in await execution_service.node_runs(self.model)]
 
     @classmethod
     async def resolve_reference(cls, info: strawberry.Info, id: strawberry.ID) -> Execution | None:
@@ -63,6 +116,7 @@ class ExecutionEvent:
     type: str = strawberry.field(description="What happened, e.g. execution.running.")
     status: ExecutionStatus = strawberry.field(description="The execution's status after it.")
     at: datetime = strawberry.field(description="When it happened.")
+    node: str | None = strawberry.field(description="The node it is about, for node events.")
 
     @classmethod
     def from_event(cls, e: Event) -> ExecutionEvent:
@@ -73,12 +127,17 @@ class ExecutionEvent:
             type=e.type,
             status=e.status,
             at=e.at,
+            node=e.node,
         )
 
 
 @strawberry.input(description="Run a workflow now.")
 class RunWorkflowInput:
     workflow_id: strawberry.ID = strawberry.field(description="The workflow to run.")
+    items: list[JSON] | None = strawberry.field(
+        default=None,
+        description="Items for its start node: `{json: {...}}` or plain objects (at most 1,000).",
+    )
 
 
 @strawberry.type(description="The execution was queued.")
@@ -87,6 +146,6 @@ class RunWorkflowSuccess:
 
 
 RunWorkflowResult = Annotated[
-    RunWorkflowSuccess | NotFoundError | ForbiddenError,
+    RunWorkflowSuccess | ValidationError | NotFoundError | ForbiddenError,
     strawberry.union("RunWorkflowResult", description="Outcome of runWorkflow."),
 ]

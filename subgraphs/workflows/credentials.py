@@ -16,7 +16,7 @@ from klikkflow.kit import vault
 from klikkflow.kit.auth import Viewer
 from klikkflow.kit.errors import InvalidInput
 from klikkflow.kit.permissions import require
-from klikkflow.kit.settings import SubgraphSettings
+from klikkflow.kit.settings import SubgraphSettings, WorkerSettings
 from klikkflow.kit.stores import object_id
 from klikkflow.nodes import credentials as types
 from klikkflow.nodes.http import CredentialProbe, SsrfPolicy, probe_credential
@@ -68,9 +68,11 @@ def _validated(type_name: str, values: Any) -> dict[str, Any]:
 class CredentialService:
     def __init__(self) -> None:
         self._provider: vault.KeyProvider | None = None
-        self._settings: SubgraphSettings | None = None
+        self._settings: SubgraphSettings | WorkerSettings | None = None
 
-    def configure(self, settings: SubgraphSettings, provider: vault.KeyProvider) -> None:
+    def configure(
+        self, settings: SubgraphSettings | WorkerSettings, provider: vault.KeyProvider
+    ) -> None:
         """Called once by the app (or the worker, the CLI) with the vault's key provider."""
         self._settings, self._provider = settings, provider
 

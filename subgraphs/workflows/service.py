@@ -320,6 +320,14 @@ class WorkflowService:
             raise VersionNotFound(workflow_id, number)
         return found
 
+    async def for_run(self, viewer: Viewer, workflow_id: str, number: int | None) -> Workflow:
+        """The definition of version `number` (the latest when None), ready to compile."""
+        head = await self._require(viewer, workflow_id)
+        found = await self.version(viewer, workflow_id, number or head.version)
+        workflow = definition.load(found.definition)
+        workflow.id = workflow_id
+        return workflow
+
     async def diff(self, viewer: Viewer, workflow_id: str, older: int, newer: int) -> WorkflowDiff:
         a = await self.version(viewer, workflow_id, older)
         b = await self.version(viewer, workflow_id, newer)

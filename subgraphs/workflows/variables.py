@@ -27,7 +27,7 @@ class VariableService:
 
     async def values_for_run(self, organization_id: str) -> dict[str, str]:
         """What `$vars` holds in an execution of `organization_id`."""
-        found = await VariableDocument.find({"organization_id": object_id(organization_id)})
+        found = VariableDocument.find({"organization_id": object_id(organization_id)})
         return {v.key: v.value async for v in found}
 
     async def set(self, viewer: Viewer, key: str, value: str) -> VariableDocument:

@@ -46,7 +46,7 @@ def chain(*names: str) -> dict[str, Any]:
     return {"nodes": nodes, "connections": links}
 
 
-async def create_workflow(
+async def create_workflow(  # a Manual Trigger alone unless a definition is given
     client: httpx.AsyncClient,
     router_url: str,
     account: Account,
@@ -54,7 +54,7 @@ async def create_workflow(
     definition: dict[str, Any] | None = None,
     **extra: Any,
 ) -> str:
-    variables = {"input": {"name": name, "definition": definition, **extra}}
+    variables = {"input": {"name": name, "definition": definition or chain(), **extra}}
     result = data(await gql(client, router_url, CREATE_WORKFLOW, variables, account.token))[
         "createWorkflow"
     ]

@@ -20,7 +20,7 @@ RUN = """mutation ($id: ID!) { runWorkflow(input: {workflowId: $id}) {
   __typename ... on RunWorkflowSuccess { execution { id status } }
   ... on NotFoundError { message id } } }"""
 EVENTS = """subscription ($id: ID!, $after: String) {
-  executionEvents(executionId: $id, after: $after) { cursor seq type status executionId } }"""
+  executionEvents(executionId: $id, after: $after) { cursor seq type status node executionId } }"""
 
 
 async def _run(client, platform, account) -> str:
@@ -37,14 +37,32 @@ def _statuses(payloads) -> list[str]:
     return [p["data"]["executionEvents"]["status"] for p in payloads]
 
 
+def _steps(payloads) -> list[tuple[str, str | None]]:
+    return [
+        (p["data"]["executionEvents"]["type"], p["data"]["executionEvents"]["node"])
+        for p in payloads
+    ]
+
+
+# The factory's workflow is a Manual Trigger alone: the worker runs it for real.
+STEPS = [
+    ("execution.queued", None),
+    ("execution.started", None),
+    ("node.started", "Start"),
+    ("node.succeeded", "Start"),
+    ("execution.finished", None),
+]
+
+
 async def test_events_reach_a_websocket_client_through_the_router(platform, client):
     account = await sign_up(client, platform.router_url)
     execution_id = await _run(client, platform, account)
     payloads = await asyncio.wait_for(
         ws_subscribe(platform.router_url, EVENTS, {"id": execution_id}, account.token), 30
     )
-    assert _statuses(payloads) == ["QUEUED", "RUNNING", "SUCCEEDED"]
-    assert [p["data"]["executionEvents"]["seq"] for p in payloads] == [1, 2, 3]
+    assert _steps(payloads) == STEPS
+    assert _statuses(payloads) == ["QUEUED", "RUNNING", "RUNNING", "RUNNING", "SUCCEEDED"]
+    assert [p["data"]["executionEvents"]["seq"] for p in payloads] == [1, 2, 3, 4, 5]
     assert {p["data"]["executionEvents"]["executionId"] for p in payloads} == {execution_id}
 
     execution = data(
@@ -68,7 +86,7 @@ async def test_events_reach_an_sse_client_and_resume_after_a_cursor(platform, cl
         sse_subscribe(client, platform.router_url, EVENTS, {"id": execution_id}, account.token),
         30,
     )
-    assert _statuses(payloads) == ["QUEUED", "RUNNING", "SUCCEEDED"]
+    assert _steps(payloads) == STEPS
     first_cursor = payloads[0]["data"]["executionEvents"]["cursor"]
     resumed = await asyncio.wait_for(
         sse_subscribe(
@@ -80,7 +98,7 @@ async def test_events_reach_an_sse_client_and_resume_after_a_cursor(platform, cl
         ),
         30,
     )
-    assert _statuses(resumed) == ["RUNNING", "SUCCEEDED"]
+    assert _steps(resumed) == STEPS[1:]
 
 
 @pytest.mark.parametrize("transport", ["ws", "sse"])

@@ -1,0 +1,181 @@
+"""Running an execution inside a worker job: load the pinned workflow version, rebuild
+the state from the event log, drive the engine, and append every engine event to the
+log (MongoDB) and its live stream (Redis) as it happens.
+
+Delivery: the log is the checkpoint. A job that dies mid-run leaves the log ending
+where it died; the next run of the job (arq retries it, or a recovery sweep enqueues
+it) replays the log, gives every node that had started but not finished a
+`node.interrupted` event and runs it again with the same inputs: nodes run at least
+once, and a node that finished never runs again."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import TypeAdapter
+from redis.asyncio import Redis
+
+from klikkflow.engine.graph import InvalidWorkflow, compile_workflow
+from klikkflow.engine.runner import NoStartNode, Runner
+from klikkflow.engine.state import ErrorInfo, Event, ExecutionFinished, ExecutionStatus, State
+from klikkflow.kit.auth import Viewer
+from klikkflow.nodes.http import SsrfPolicy
+from klikkflow.nodes.registry import default_registry
+from subgraphs.executions.models import (
+    TERMINAL,
+    ExecutionDocument,
+    ExecutionEventDocument,
+    now,
+)
+from subgraphs.executions.models import ExecutionStatus as Status
+from subgraphs.executions.repository import repository
+from subgraphs.executions.service import execution as execution_service
+from subgraphs.workflows.credentials import credential as credential_service
+from subgraphs.workflows.service import VersionNotFound, WorkflowNotFound
+from subgraphs.workflows.service import workflow as workflow_service
+from subgraphs.workflows.variables import variables as variable_service
+
+log = logging.getLogger("klikkflow.executions")
+EVENTS: TypeAdapter[Event] = TypeAdapter(Event)
+ENGINE = "engine"  # marks log entries that are engine events (replayed on recovery)
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    allow_private_network: bool = False
+
+
+class _Log:
+    """Appends engine events to the execution's log and stream, in order."""
+
+    def __init__(self, redis: Redis, execution: ExecutionDocument, seq: int) -> None:
+        self.redis, self.execution, self.seq = redis, execution, seq
+
+    async def __call__(self, event: Event) -> None:
+        status = _status_after(self.execution.status, event)
+        if status != self.execution.status:
+            await _move(self.execution, status, event)
+        self.seq += 1
+        entry = ExecutionEventDocument(
+            execution_id=self.execution.id,
+            organization_id=self.execution.organization_id,
+            seq=self.seq,
+            type=event.type,
+            status=status,
+            at=event.at,
+            data={ENGINE: EVENTS.dump_python(event, mode="json")},
+        )
+        await entry.insert()
+        await execution_service.publish(self.redis, entry, getattr(event, "node", None))
+
+
+def _status_after(current: Status, event: Event) -> Status:
+    if event.type in ("execution.started", "execution.resumed"):
+        return Status.RUNNING
+    if event.type == "execution.parked":
+        return Status.WAITING
+    if isinstance(event, ExecutionFinished):
+        return Status(event.status.value)
+    return current
+
+
+async def _move(execution: ExecutionDocument, status: Status, event: Event) -> None:
+    execution.status = status
+    if status == Status.RUNNING and execution.started_at is None:
+        execution.started_at = event.at
+    if status in TERMINAL:
+        execution.finished_at = event.at
+        if isinstance(event, ExecutionFinished) and event.error is not None:
+            execution.error = event.error.model_dump()
+    await execution.save()
+
+
+async def _engine_events(execution: ExecutionDocument) -> tuple[list[Event], int]:
+    """The engine events logged so far, and the last seq of the log."""
+    found = (
+        await ExecutionEventDocument.find(ExecutionEventDocument.execution_id == execution.id)
+        .sort("seq")
+        .to_list()
+    )
+    events = [EVENTS.validate_python(e.data[ENGINE]) for e in found if ENGINE in e.data]
+    return events, found[-1].seq if found else 0
+
+
+class RunService:
+    def __init__(self) -> None:
+        self.settings = RunSettings()
+
+    def configure(self, settings: RunSettings) -> None:
+        self.settings = settings
+
+    async def execute(self, redis: Redis, execution_id: str) -> Status | None:
+        """Run (or go on with) one execution; idempotent: arq may run a job twice."""
+        execution = await repository.by_id_unscoped(execution_id)
+        if execution is None or execution.status in TERMINAL:
+            return execution.status if execution else None
+        events, seq = await _engine_events(execution)
+        sink = _Log(redis, execution, seq)
+        try:
+            runner = await self._runner(execution, sink)
+        except (WorkflowNotFound, VersionNotFound, InvalidWorkflow) as exc:
+            await self._fail(redis, execution, sink, f"the workflow cannot run: {exc}")
+            return execution.status
+        try:
+            state = await self._drive(runner, execution, events)
+        except NoStartNode as exc:
+            await self._fail(redis, execution, sink, str(exc))
+            return execution.status
+        finally:
+            runner.close()
+        log.info("execution %s ended %s", execution_id, state.status.value)
+        return execution.status
+
+    async def _drive(
+        self, runner: Runner, execution: ExecutionDocument, events: list[Event]
+    ) -> State:
+        if not events:
+            return await runner.run(execution.items, start=execution.start_node)
+        runner.replay(events)
+        if runner.state.status == ExecutionStatus.WAITING:
+            return runner.state  # a Wait: woken by its deferred job or resume webhook
+        return await runner.recover()
+
+    async def _runner(self, execution: ExecutionDocument, sink: _Log) -> Runner:
+        org = str(execution.organization_id)
+        system = Viewer(user_id="", organization_id=org, role="viewer")
+        workflow = await workflow_service.for_run(
+            system, str(execution.workflow_id), execution.workflow_version
+        )
+        graph = compile_workflow(workflow, default_registry())
+
+        async def credential(credential_type: str, credential_id: str) -> dict[str, Any]:
+            return await credential_service.open_for_run(org, credential_id)
+
+        return Runner(
+            graph,
+            execution_id=str(execution.id),
+            variables=await variable_service.values_for_run(org),
+            mode=execution.mode,
+            on_event=sink,
+            credentials_loader=credential,
+            node_extras={
+                "ssrf_policy": SsrfPolicy(allow_private=self.settings.allow_private_network)
+            },
+        )
+
+    async def _fail(
+        self, redis: Redis, execution: ExecutionDocument, sink: _Log, reason: str
+    ) -> None:
+        """An execution that cannot start ends failed, with the reason, never stuck."""
+        await sink(
+            ExecutionFinished(
+                at=now(),
+                status=ExecutionStatus.FAILED,
+                error=ErrorInfo(message=reason, type="WorkflowError"),
+            )
+        )
+
+
+runs = RunService()

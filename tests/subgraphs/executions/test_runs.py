@@ -1,0 +1,284 @@
+"""Executions run by the real arq worker: the engine drives the pinned version with the
+organization's variables and credentials, every node's data is recorded, failures end
+failed with their reason, and a run cut short by a dead worker goes on from its log."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+
+import pytest
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from tests.factories.graphql import data, gql
+from tests.factories.identity import sign_up
+from tests.factories.workflows import create_workflow, link, node, update_workflow
+
+API_KEY = "runner-secret-4c1d2e9f"
+RUN = """mutation ($id: ID!, $items: [JSON!]) { runWorkflow(input: {workflowId: $id,
+  items: $items}) { __typename ... on RunWorkflowSuccess { execution { id status } }
+  ... on ValidationError { fields { path message } } } }"""
+EXECUTION = """query ($id: ID!) { execution(id: $id) { status mode workflowVersion
+  error { message node type }
+  nodes { node runIndex status tries inputs outputs error { message } } } }"""
+
+
+@pytest.fixture(scope="module")
+async def api() -> AsyncIterator[tuple[str, list[dict]]]:
+    """A third-party API that echoes the query when the API key is right."""
+    seen: list[dict] = []
+
+    async def echo(request: Request) -> Response:
+        seen.append(dict(request.query_params))
+        if request.headers.get("x-api-key") != API_KEY:
+            return JSONResponse({"error": "bad key"}, status_code=401)
+        return JSONResponse({"echo": dict(request.query_params)})
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    app = Starlette(routes=[Route("/echo", echo)])
+    server = uvicorn.Server(uvicorn.Config(app, port=port, log_level="warning", lifespan="off"))
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        await asyncio.sleep(0.02)
+    yield f"http://127.0.0.1:{port}", seen
+    server.should_exit = True
+    await task
+
+
+async def run_and_wait(client, platform, account, workflow_id, items=None) -> dict:
+    result = data(
+        await gql(
+            client, platform.router_url, RUN, {"id": workflow_id, "items": items}, account.token
+        )
+    )["runWorkflow"]
+    assert result["__typename"] == "RunWorkflowSuccess", result
+    return await wait_until_done(client, platform, account, result["execution"]["id"])
+
+
+async def wait_until_done(client, platform, account, execution_id) -> dict:
+    for _ in range(600):
+        execution = data(
+            await gql(client, platform.router_url, EXECUTION, {"id": execution_id}, account.token)
+        )["execution"]
+        if execution["status"] in ("SUCCEEDED", "FAILED", "CANCELLED"):
+            return execution
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"execution {execution_id} did not finish: {execution}")
+
+
+def _output(execution: dict, name: str) -> list[dict]:
+    [run] = [n for n in execution["nodes"] if n["node"] == name]
+    return [item["json"] for item in run["outputs"]["main"]]
+
+
+async def test_a_run_uses_variables_and_credentials_and_records_every_node(platform, client, api):
+    url, seen = api
+    account = await sign_up(client, platform.router_url, "Runners")
+    await gql(
+        client,
+        platform.router_url,
+        """mutation { setVariable(input:
+      {key: "CITY", value: "Oslo"}) { __typename } }""",
+        token=account.token,
+    )
+    made = data(
+        await gql(
+            client,
+            platform.router_url,
+            """mutation ($d: JSON!) {
+      createCredential(input: {name: "Echo key", type: "httpHeaderAuth", data: $d}) {
+        ... on CredentialSuccess { credential { id } } } }""",
+            {"d": {"name": "X-Api-Key", "value": API_KEY}},
+            account.token,
+        )
+    )
+    credential_id = made["createCredential"]["credential"]["id"]
+    greet = node(
+        "Greet",
+        "set",
+        typeVersion=3.4,
+        parameters={
+            "mode": "manual",
+            "includeOtherFields": True,
+            "options": {},
+            "assignments": {
+                "assignments": [
+                    {
+                        "id": "g",
+                        "name": "greeting",
+                        "type": "string",
+                        "value": "={{ 'Hi ' + $json.name + ' in ' + $vars.CITY }}",
+                    }
+                ]
+            },
+        },
+    )
+    call = node(
+        "Call",
+        "httpRequest",
+        typeVersion=4.2,
+        parameters={
+            "url": f"{url}/echo",
+            "authentication": "genericCredentialType",
+            "genericAuthType": "httpHeaderAuth",
+            "sendQuery": True,
+            "queryParameters": {"parameters": [{"name": "g", "value": "={{ $json.greeting }}"}]},
+        },
+        credentials={"httpHeaderAuth": {"id": credential_id, "name": "Echo key"}},
+    )
+    definition = {
+        "nodes": [node("Start", "manualTrigger"), greet, call],
+        "connections": [link("Start", "Greet"), link("Greet", "Call")],
+    }
+    workflow_id = await create_workflow(client, platform.router_url, account, "Greeter", definition)
+
+    execution = await run_and_wait(
+        client, platform, account, workflow_id, [{"name": "Ada"}, {"json": {"name": "Grace"}}]
+    )
+    assert execution["status"] == "SUCCEEDED", execution
+    assert (execution["mode"], execution["workflowVersion"]) == ("manual", 1)
+    assert [n["node"] for n in execution["nodes"]] == ["Start", "Greet", "Call"]
+    assert _output(execution, "Greet") == [
+        {"name": "Ada", "greeting": "Hi Ada in Oslo"},
+        {"name": "Grace", "greeting": "Hi Grace in Oslo"},
+    ]
+    assert _output(execution, "Call") == [
+        {"echo": {"g": "Hi Ada in Oslo"}},
+        {"echo": {"g": "Hi Grace in Oslo"}},
+    ]
+    assert {"g": "Hi Ada in Oslo"} in seen
+    assert API_KEY not in str(execution)
+
+
+async def test_a_failing_node_ends_the_execution_failed_with_its_reason(platform, client):
+    account = await sign_up(client, platform.router_url, "Failers")
+    stop = node("Stop", "stopAndError", parameters={"errorMessage": "={{ 'no ' + $json.what }}"})
+    definition = {
+        "nodes": [node("Start", "manualTrigger"), stop],
+        "connections": [link("Start", "Stop")],
+    }
+    workflow_id = await create_workflow(client, platform.router_url, account, "Fails", definition)
+    execution = await run_and_wait(client, platform, account, workflow_id, [{"what": "luck"}])
+    assert execution["status"] == "FAILED"
+    assert execution["error"]["node"] == "Stop"
+    assert execution["error"]["message"] == "no luck"
+
+
+async def test_a_workflow_without_a_start_node_fails_clearly(platform, client):
+    account = await sign_up(client, platform.router_url, "No start")
+    workflow_id = await create_workflow(
+        client,
+        platform.router_url,
+        account,
+        "Headless",
+        {"nodes": [node("Lonely")], "connections": []},
+    )
+    execution = await run_and_wait(client, platform, account, workflow_id)
+    assert execution["status"] == "FAILED"
+    assert "no trigger node" in execution["error"]["message"]
+
+
+async def test_manual_runs_use_the_latest_saved_version(platform, client):
+    account = await sign_up(client, platform.router_url, "Versioned runs")
+    workflow_id = await create_workflow(client, platform.router_url, account, "V")
+    await update_workflow(
+        client,
+        platform.router_url,
+        account,
+        id=workflow_id,
+        expectedVersion=1,
+        definition={
+            "nodes": [node("Start", "manualTrigger"), node("Later")],
+            "connections": [link("Start", "Later")],
+        },
+    )
+    execution = await run_and_wait(client, platform, account, workflow_id)
+    assert execution["workflowVersion"] == 2
+    assert [n["node"] for n in execution["nodes"]] == ["Start", "Later"]
+
+
+async def test_bad_input_items_are_refused(platform, client):
+    account = await sign_up(client, platform.router_url, "Bad items")
+    workflow_id = await create_workflow(client, platform.router_url, account, "Items")
+    refused = data(
+        await gql(
+            client,
+            platform.router_url,
+            RUN,
+            {"id": workflow_id, "items": [1, "two"]},
+            account.token,
+        )
+    )
+    assert refused["runWorkflow"]["__typename"] == "ValidationError"
+    assert {f["path"] for f in refused["runWorkflow"]["fields"]} == {"items[0]", "items[1]"}
+
+
+async def test_a_run_cut_short_by_a_dead_worker_goes_on_from_its_log(platform, client):
+    """The log of a worker that died while B ran: Start and A finished, B started. The
+    next job replays it: A does not run again, B runs again (its second try), C runs."""
+    from arq.connections import ArqRedis, create_pool
+    from beanie import PydanticObjectId
+
+    from klikkflow.engine.state import ExecutionStarted, NodeStarted, NodeSucceeded
+    from klikkflow.kit.stores import arq_redis_settings, init_mongo
+    from subgraphs.executions.models import DOCUMENTS, ExecutionDocument, ExecutionEventDocument
+    from subgraphs.executions.runs import ENGINE, EVENTS
+    from subgraphs.executions.service import RUN_EXECUTION
+
+    account = await sign_up(client, platform.router_url, "Crashers")
+    definition = {
+        "nodes": [node("Start", "manualTrigger"), node("A"), node("B"), node("C")],
+        "connections": [link("Start", "A"), link("A", "B"), link("B", "C")],
+    }
+    workflow_id = await create_workflow(client, platform.router_url, account, "Crash", definition)
+    at = datetime.now(UTC)
+    item = [{"json": {"n": 1}}]
+    logged = [
+        ExecutionStarted(at=at, start_node="Start", items=item),
+        NodeStarted(at=at, node="Start", run_index=0, inputs={"main": item}),
+        NodeSucceeded(at=at, node="Start", run_index=0, outputs={"main": item}),
+        NodeStarted(at=at, node="A", run_index=0, inputs={"main": item}),
+        NodeSucceeded(at=at, node="A", run_index=0, outputs={"main": item}),
+        NodeStarted(at=at, node="B", run_index=0, inputs={"main": item}),
+    ]
+    mongo = await init_mongo(platform.mongo_uri, platform.settings.mongo_db, DOCUMENTS)
+    try:
+        execution = ExecutionDocument(
+            organization_id=PydanticObjectId(account.organization_id),
+            workflow_id=PydanticObjectId(workflow_id),
+            workflow_version=1,
+            status="running",
+            started_at=at,
+            items=item,
+        )
+        await execution.insert()
+        for seq, event in enumerate(logged, start=1):
+            await ExecutionEventDocument(
+                execution_id=execution.id,
+                organization_id=execution.organization_id,
+                seq=seq,
+                type=event.type,
+                status="running",
+                at=at,
+                data={ENGINE: EVENTS.dump_python(event, mode="json")},
+            ).insert()
+    finally:
+        await mongo.close()
+    queue: ArqRedis = await create_pool(arq_redis_settings(platform.redis_url))
+    try:
+        await queue.enqueue_job(RUN_EXECUTION, str(execution.id), _job_id=str(execution.id))
+    finally:
+        await queue.aclose()
+    done = await wait_until_done(client, platform, account, str(execution.id))
+    assert done["status"] == "SUCCEEDED", done
+    runs = {n["node"]: n for n in done["nodes"]}
+    assert {name: r["tries"] for name, r in runs.items()} == {"Start": 1, "A": 1, "B": 2, "C": 1}
+    assert _output(done, "C") == [{"n": 1}]
