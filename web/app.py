@@ -17,7 +17,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from klikkflow.kit.settings import WebSettings
-from web import accounts, api_keys, audit, members, profile, workflows
+from web import accounts, api_keys, audit, credentials, members, profile, variables, workflows
 from web.graphql_client import RouterUnavailable
 from web.probes import healthz, readyz
 from web.session import LoginRequired, RefreshCoalescer, SessionCookieMiddleware, login_url
@@ -190,6 +190,43 @@ def create_app(settings: WebSettings | None = None) -> Starlette:
             workflows.export_workflow,
             methods=GET,
             name="export_workflow",
+        ),
+        # Credentials and variables
+        Route("/credentials", credentials.credentials_page, methods=GET, name="credentials"),
+        Route(
+            "/credentials", credentials.create_credential, methods=POST, name="create_credential"
+        ),
+        Route(
+            "/credentials/fields",
+            credentials.credential_fields,
+            methods=GET,
+            name="credential_fields",
+        ),
+        Route(
+            "/credentials/{credential_id}",
+            credentials.update_credential,
+            methods=POST,
+            name="update_credential",
+        ),
+        Route(
+            "/credentials/{credential_id}/delete",
+            credentials.delete_credential,
+            methods=POST,
+            name="delete_credential",
+        ),
+        Route(
+            "/credentials/{credential_id}/test",
+            credentials.test_credential,
+            methods=POST,
+            name="test_credential",
+        ),
+        Route("/variables", variables.variables_page, methods=GET, name="variables"),
+        Route("/variables", variables.set_variable, methods=POST, name="set_variable"),
+        Route(
+            "/variables/{key}/delete",
+            variables.delete_variable,
+            methods=POST,
+            name="delete_variable",
         ),
         Route("/healthz", healthz, name="healthz"),
         Route("/readyz", readyz, name="readyz"),
