@@ -205,6 +205,8 @@ def read_parameters(
         default = (properties.get(name) or {}).get("default")
         if name not in original and (not present or value == default or value == ""):
             continue  # never set and still not: keep the definition as it was
+        if value == "" and name in original and original[name] is None:
+            continue  # an empty input for a value left unset (null) keeps it so
         if present:
             parameters[name] = value
         else:

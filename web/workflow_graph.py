@@ -18,7 +18,8 @@ from xml.sax.saxutils import escape, quoteattr
 from markupsafe import Markup
 
 NODE_WIDTH = 180
-NODE_HEIGHT = 52
+NODE_HEIGHT = 52  # at least; a box with many ports grows to give each label room
+PORT_SPACING = 20
 COLUMN_GAP = 80  # between columns of the automatic layout
 ROW_GAP = 36
 MARGIN = 40
@@ -39,10 +40,14 @@ class Box:
     outputs: list[str] = field(default_factory=list)
     inputs: list[str] = field(default_factory=list)
 
+    @property
+    def height(self) -> float:
+        return max(NODE_HEIGHT, PORT_SPACING * (max(len(self.outputs), len(self.inputs)) + 1))
+
     def port_y(self, ports: list[str], port: str) -> float:
         """Ports share the box's side evenly, in their order."""
         index = ports.index(port) if port in ports else 0
-        return self.y + NODE_HEIGHT * (index + 1) / (len(ports) + 1)
+        return self.y + self.height * (index + 1) / (len(ports) + 1)
 
 
 @dataclass(frozen=True)
@@ -119,16 +124,16 @@ def depths(names: Sequence[str], links: Iterable[Link]) -> dict[str, int]:
 
 def _auto_layout(boxes: list[Box], links: list[Link]) -> None:
     depth = depths([b.name for b in boxes], links)
-    rows: dict[int, int] = defaultdict(int)
+    filled: dict[int, float] = defaultdict(float)  # each column's height so far
     for box in boxes:
         column = depth[box.name]
         box.x = column * (NODE_WIDTH + COLUMN_GAP)
-        box.y = rows[column] * (NODE_HEIGHT + ROW_GAP)
-        rows[column] += 1
+        box.y = filled[column]
+        filled[column] += box.height + ROW_GAP
     # Centre each column on the tallest one.
-    tallest = max(rows.values(), default=1)
+    tallest = max(filled.values(), default=0.0)
     for box in boxes:
-        box.y += (tallest - rows[depth[box.name]]) * (NODE_HEIGHT + ROW_GAP) / 2
+        box.y += (tallest - filled[depth[box.name]]) / 2
 
 
 def layout(
@@ -155,12 +160,7 @@ def layout(
                 inputs=[str(p) for p in kind.get("inputs") or [MAIN]],
             )
         )
-    by_name = {b.name: b for b in boxes}
-    for link in links:  # ports named only by connections (Switch's numbered outputs)
-        if link.source in by_name and link.source_output not in by_name[link.source].outputs:
-            by_name[link.source].outputs.append(link.source_output)
-        if link.target in by_name and link.target_input not in by_name[link.target].inputs:
-            by_name[link.target].inputs.append(link.target_input)
+    _keep_used_ports(boxes, links)
     if len({(b.x, b.y) for b in boxes}) < len(boxes):
         _auto_layout(boxes, links)
     left = min((b.x for b in boxes), default=0.0)
@@ -169,6 +169,20 @@ def layout(
         box.x -= left
         box.y -= top
     return boxes, links
+
+
+def _used(declared: list[str], used: list[str]) -> list[str]:
+    """The ports lines leave or enter: declared ones in their order, then the rest (a
+    Switch's outputs come from its rules)."""
+    ordered = [p for p in declared if p in used]
+    ordered += [p for p in dict.fromkeys(used) if p not in ordered]
+    return ordered or [MAIN]
+
+
+def _keep_used_ports(boxes: list[Box], links: list[Link]) -> None:
+    for box in boxes:
+        box.outputs = _used(box.outputs, [k.source_output for k in links if k.source == box.name])
+        box.inputs = _used(box.inputs, [k.target_input for k in links if k.target == box.name])
 
 
 def _type_key(node: Mapping[str, Any]) -> tuple[str, float]:
@@ -195,10 +209,10 @@ def _node_svg(box: Box) -> str:
         f"<a href={quoteattr('#node-' + box.id)} class={quoteattr(css)}"
         f" data-node={quoteattr(box.name)} data-type={quoteattr(box.type)}>"
         f"<title>{escape(f'{box.name} ({box.label})')}</title>"
-        f'<rect x="{box.x:.0f}" y="{box.y:.0f}" width="{NODE_WIDTH}" height="{NODE_HEIGHT}"'
+        f'<rect x="{box.x:.0f}" y="{box.y:.0f}" width="{NODE_WIDTH}" height="{box.height:.0f}"'
         ' rx="8"/>'
-        + _text(box.x + 12, box.y + 22, _shorten(box.name), "wf-node-name")
-        + _text(box.x + 12, box.y + 40, _shorten(box.label, 26), "wf-node-type")
+        + _text(box.x + 12, box.y + box.height / 2 - 4, _shorten(box.name), "wf-node-name")
+        + _text(box.x + 12, box.y + box.height / 2 + 14, _shorten(box.label, 26), "wf-node-type")
         + "</a>"
     )
 
@@ -239,7 +253,7 @@ def render_svg(
     """The workflow's graph as an ``<svg>`` element (empty workflows get a note)."""
     boxes, links = layout(definition, node_types)
     width = max((b.x for b in boxes), default=0) + NODE_WIDTH + 2 * MARGIN
-    height = max((b.y for b in boxes), default=0) + NODE_HEIGHT + 2 * MARGIN
+    height = max((b.y + b.height for b in boxes), default=NODE_HEIGHT) + 2 * MARGIN
     by_name = {b.name: b for b in boxes}
     summary = f"{len(boxes)} nodes, {len(links)} connections"
     body = [

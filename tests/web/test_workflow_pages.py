@@ -19,7 +19,7 @@ from graphql import build_schema, parse, validate
 from tests.factories.graphql import data, gql
 from web import workflows
 from web.workflow_forms import node_of_path, param_fields, read_parameters
-from web.workflow_graph import NODE_HEIGHT, NODE_WIDTH, layout, render_svg
+from web.workflow_graph import NODE_HEIGHT, NODE_WIDTH, PORT_SPACING, layout, render_svg
 
 ROOT = Path(__file__).parents[2]
 BENCH_A = ROOT / "examples" / "n8n" / "bench-a.json"
@@ -474,11 +474,24 @@ def test_nodes_without_positions_are_laid_out_in_columns_by_depth() -> None:
     assert len(corners) == len(boxes)  # no two boxes on top of each other
     for a in boxes:
         for b in boxes:
-            if a is not b and a.x == b.x:
-                assert abs(a.y - b.y) >= NODE_HEIGHT
+            if a is not b and a.x == b.x:  # one column: one above the other, apart
+                assert a.y + a.height <= b.y or b.y + b.height <= a.y
     assert min(b.x for b in boxes) == 0
     assert min(b.y for b in boxes) == 0
     assert max(b.x for b in boxes) >= NODE_WIDTH
+
+
+def test_a_box_with_many_ports_is_tall_enough_to_label_each() -> None:
+    definition = json.loads((ROOT / "examples" / "enrich-and-route-leads.json").read_text())
+    boxes, links = layout(definition, {})
+    route = next(b for b in boxes if b.name == "Route")
+    ports = {link.source_output for link in links if link.source == "Route"}
+
+    assert len(ports) == 3
+    assert route.height >= PORT_SPACING * 4 > NODE_HEIGHT
+    assert route.outputs == ["hot", "warm", "cold"]  # only ports with lines take room
+    ys = sorted(route.port_y(route.outputs, port) for port in ports)
+    assert ys[1] - ys[0] >= PORT_SPACING
 
 
 def test_a_loop_back_still_gets_every_node_a_column() -> None:
