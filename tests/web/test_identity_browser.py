@@ -81,7 +81,18 @@ async def test_identity_pages_end_to_end(
     await expect(page.locator(".header-org")).to_have_text(owner["org"])
     await expect(page.locator(".header-user")).to_have_text(owner["name"])
     nav = page.locator(".site-nav a")
-    await expect(nav).to_have_text(["Status", "Members", "API keys", "Audit", "Profile"])
+    await expect(nav).to_have_text(
+        [
+            "Status",
+            "Workflows",
+            "Credentials",
+            "Variables",
+            "Members",
+            "API keys",
+            "Audit",
+            "Profile",
+        ]
+    )
 
     # Log out, a wrong password, then in again.
     await page.click("button:has-text('Log out')")
