@@ -352,6 +352,26 @@ async def test_an_editor_reads_variables_but_may_not_change_them(
     assert 'id="new-credential-form"' in credentials.text
 
 
+async def test_a_viewer_reads_credentials_but_may_not_change_them(
+    signed_in: httpx.AsyncClient, web_url: str, platform, mailbox
+) -> None:
+    page = await create(signed_in, "Shared", "httpBearerAuth", token=a_secret())
+    delete = action(page.text, "Shared", "delete")
+    viewer = await _join_as(signed_in, platform, mailbox, "viewer")
+    async with httpx.AsyncClient(base_url=web_url, trust_env=False, timeout=20) as client:
+        client.cookies.update(viewer)
+        listed = await client.get("/credentials")
+        refused = await client.post(delete, data=csrf(client), headers=HTMX)
+
+    assert 'data-credential="Shared"' in listed.text
+    assert 'id="new-credential-form"' not in listed.text
+    assert "/delete" not in listed.text
+    assert "Only editors, admins and owners can" in visible(listed.text)
+    assert 'data-error="ForbiddenError"' in refused.text
+    assert "delete credentials" in visible(refused.text)
+    assert 'data-credential="Shared"' in refused.text
+
+
 async def _join_as(owner: httpx.AsyncClient, platform, mailbox, role: str) -> dict[str, str]:
     """A new member of the owner's organization with ``role``: their session cookies."""
     box, _ = mailbox
