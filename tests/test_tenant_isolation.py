@@ -343,6 +343,8 @@ async def test_subscriptions_to_the_other_tenants_execution_are_refused(platform
 # Root fields with no object of another tenant to reach: they act on the caller's own
 # account or organization, or on a secret only its holder has (tokens, invitations).
 NO_CROSS_TENANT_SURFACE = {
+    "oidcConfig",  # the caller's own organization's settings
+    "samlConfig",
     "aiHealth",
     "executionsHealth",
     "identityHealth",

@@ -17,7 +17,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from klikkflow.kit.settings import WebSettings
-from web import accounts, api_keys, audit, credentials, members, profile, variables, workflows
+from web import accounts, api_keys, audit, credentials, members, profile, sso, variables, workflows
 from web.graphql_client import RouterUnavailable
 from web.probes import healthz, readyz
 from web.session import LoginRequired, RefreshCoalescer, SessionCookieMiddleware, login_url
@@ -127,6 +127,9 @@ def create_app(settings: WebSettings | None = None) -> Starlette:
             name="revoke_api_key",
         ),
         Route("/audit", audit.audit_page, methods=GET, name="audit"),
+        Route("/sso", sso.sso_page, methods=GET, name="sso"),
+        Route("/sso/oidc", sso.configure_oidc, methods=POST, name="configure_oidc"),
+        Route("/sso/saml", sso.configure_saml, methods=POST, name="configure_saml"),
         # You
         Route("/profile", profile.profile_page, methods=GET, name="profile"),
         Route(

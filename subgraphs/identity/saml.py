@@ -178,6 +178,12 @@ class SamlService:
         )
         return config
 
+    async def current(self, viewer: Viewer) -> SamlConfigDocument | None:
+        """The organization's SAML settings, for those who may change them."""
+        require(viewer, "sso.configure")
+        org = PydanticObjectId(viewer.organization_id)
+        return await SamlConfigDocument.find_one(SamlConfigDocument.organization_id == org)
+
     async def _config(self, organization_id: PydanticObjectId) -> SamlConfigDocument:
         config = await SamlConfigDocument.find_one(
             SamlConfigDocument.organization_id == organization_id

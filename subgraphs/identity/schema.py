@@ -7,6 +7,7 @@ import strawberry
 from strawberry.tools import merge_types
 
 from klikkflow.kit.asgi import service_health
+from klikkflow.kit.auth import Viewer
 from klikkflow.kit.errors import InvalidInput, NotAllowed
 from klikkflow.kit.forwarded import FORWARDED_FOR, client_address
 from klikkflow.kit.graphql import (
@@ -26,7 +27,7 @@ from subgraphs.identity.loaders import user_loader
 from subgraphs.identity.members import InvitationInvalid
 from subgraphs.identity.members import members as member_service
 from subgraphs.identity.recovery import LinkInvalid, recovery
-from subgraphs.identity.saml import acs_url, saml, sp_entity_id
+from subgraphs.identity.saml import SamlConfigDocument, acs_url, saml, sp_entity_id
 from subgraphs.identity.service import (
     Client,
     InvalidCredentials,
@@ -553,13 +554,7 @@ class SsoMutation:
             return validation_error(exc, "single sign-on settings refused")
         except NotAllowed as exc:
             return ForbiddenError(message=str(exc))
-        return OidcConfig(
-            issuer=config.issuer,
-            client_id=config.client_id,
-            role_claim=config.role_claim,
-            default_role=config.default_role,
-            allowed_domains=config.allowed_domains,
-        )
+        return OidcConfig.from_model(config)
 
     @strawberry.mutation(description="Begin an SSO sign-in: returns the provider's URL.")
     async def start_oidc_login(
@@ -588,6 +583,43 @@ class SsoMutation:
         return _payload(session)
 
 
+async def _saml_config(
+    info: strawberry.Info, viewer: Viewer, config: SamlConfigDocument
+) -> SamlConfig:
+    """The settings with our side of them: the entity id and ACS URL to register."""
+    settings = info.context.settings
+    org = await identity_service.organization(viewer, viewer.organization_id)
+    slug = org.slug if org else ""
+    return SamlConfig.from_model(config, sp_entity_id(settings, slug), acs_url(settings))
+
+
+@strawberry.type
+class SsoQuery:
+    @strawberry.field(
+        description="Your organization's OpenID Connect settings, if any; never "
+        "the client secret (owners and admins)."
+    )
+    async def oidc_config(self, info: strawberry.Info) -> OidcConfig | None:
+        viewer = info.context.require_viewer()
+        try:
+            config = await oidc.current(viewer)
+        except NotAllowed as exc:
+            raise PublicError(str(exc)) from exc
+        return OidcConfig.from_model(config) if config else None
+
+    @strawberry.field(
+        description="Your organization's SAML settings, if any, with our entity "
+        "id and ACS URL (owners and admins)."
+    )
+    async def saml_config(self, info: strawberry.Info) -> SamlConfig | None:
+        viewer = info.context.require_viewer()
+        try:
+            config = await saml.current(viewer)
+        except NotAllowed as exc:
+            raise PublicError(str(exc)) from exc
+        return await _saml_config(info, viewer, config) if config else None
+
+
 @strawberry.type
 class SamlMutation:
     @strawberry.mutation(description="Set up SAML 2.0 single sign-on (owners, admins).")
@@ -614,13 +646,7 @@ class SamlMutation:
             return validation_error(exc, "SAML settings refused")
         except NotAllowed as exc:
             return ForbiddenError(message=str(exc))
-        org = await identity_service.organization(viewer, viewer.organization_id)
-        slug = org.slug if org else ""
-        return SamlConfig(
-            idp_entity_id=config.idp_entity_id,
-            sp_entity_id=sp_entity_id(settings, slug),
-            acs_url=acs_url(settings),
-        )
+        return await _saml_config(info, viewer, config)
 
     @strawberry.mutation(description="Begin a SAML sign-in: returns the provider URL.")
     async def start_saml_login(
@@ -688,7 +714,7 @@ class MemberQuery:
 
 
 schema = strawberry.federation.Schema(
-    query=merge_types("Query", (Query, MemberQuery)),
+    query=merge_types("Query", (Query, MemberQuery, SsoQuery)),
     mutation=merge_types(
         "Mutation",
         (Mutation, MemberMutation, RecoveryMutation, SecurityMutation, SsoMutation, SamlMutation),

@@ -181,6 +181,12 @@ class OidcService:
         )
         return config
 
+    async def current(self, viewer: Viewer) -> OidcConfigDocument | None:
+        """The organization's OpenID Connect settings, for those who may change them."""
+        require(viewer, "sso.configure")
+        org = PydanticObjectId(viewer.organization_id)
+        return await OidcConfigDocument.find_one(OidcConfigDocument.organization_id == org)
+
     async def start(self, organization_id: PydanticObjectId, redirect_uri: str) -> str:
         config = await OidcConfigDocument.find_one(
             OidcConfigDocument.organization_id == organization_id

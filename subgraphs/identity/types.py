@@ -10,6 +10,8 @@ from klikkflow.kit.graphql import Error, ForbiddenError, NotFoundError, Validati
 from subgraphs.identity.api_keys import ApiKeyDocument
 from subgraphs.identity.audit import AuditEntryDocument, AuditFilter, encode_cursor
 from subgraphs.identity.models import OrganizationDocument, UserDocument
+from subgraphs.identity.saml import SamlConfigDocument
+from subgraphs.identity.sso import OidcConfigDocument
 
 
 @strawberry.federation.type(keys=["id"], description="A person who can sign in.")
@@ -502,6 +504,20 @@ class OidcConfig:
     role_claim: str = strawberry.field(description="Claim that maps roles.")
     default_role: str = strawberry.field(description="Role when none maps.")
     allowed_domains: list[str] = strawberry.field(description="Allowed e-mail domains.")
+    role_mapping: JSON = strawberry.field(description="Claim value -> role.")
+    updated_at: datetime = strawberry.field(description="When the settings last changed.")
+
+    @classmethod
+    def from_model(cls, m: OidcConfigDocument) -> OidcConfig:
+        return cls(
+            issuer=m.issuer,
+            client_id=m.client_id,
+            role_claim=m.role_claim,
+            default_role=m.default_role,
+            allowed_domains=list(m.allowed_domains),
+            role_mapping=cast(JSON, dict(m.role_mapping)),
+            updated_at=m.updated_at,
+        )
 
 
 @strawberry.input(description="Begin signing in through your organization's provider.")
@@ -559,8 +575,30 @@ class ConfigureSamlInput:
 @strawberry.type(description="SAML settings, and what to register at the provider.")
 class SamlConfig:
     idp_entity_id: str = strawberry.field(description="The provider's entity id.")
+    idp_sso_url: str = strawberry.field(description="Its single sign-on URL.")
+    email_attribute: str = strawberry.field(description="Attribute for e-mail.")
+    role_attribute: str = strawberry.field(description="Attribute for roles.")
+    role_mapping: JSON = strawberry.field(description="Attribute value -> role.")
+    default_role: str = strawberry.field(description="Role when none maps.")
+    allowed_domains: list[str] = strawberry.field(description="Allowed e-mail domains.")
+    updated_at: datetime = strawberry.field(description="When the settings last changed.")
     sp_entity_id: str = strawberry.field(description="Our entity id (audience).")
     acs_url: str = strawberry.field(description="Our assertion consumer service URL.")
+
+    @classmethod
+    def from_model(cls, m: SamlConfigDocument, sp_entity_id: str, acs_url: str) -> SamlConfig:
+        return cls(
+            idp_entity_id=m.idp_entity_id,
+            idp_sso_url=m.idp_sso_url,
+            email_attribute=m.email_attribute,
+            role_attribute=m.role_attribute,
+            role_mapping=cast(JSON, dict(m.role_mapping)),
+            default_role=m.default_role,
+            allowed_domains=list(m.allowed_domains),
+            updated_at=m.updated_at,
+            sp_entity_id=sp_entity_id,
+            acs_url=acs_url,
+        )
 
 
 @strawberry.input(description="Begin a SAML sign-in.")

@@ -90,6 +90,7 @@ async def test_identity_pages_end_to_end(
             "Members",
             "API keys",
             "Audit",
+            "SSO",
             "Profile",
         ]
     )
