@@ -112,11 +112,6 @@ class SubgraphSettings(StoreSettings, AuthSettings, MailSettings, VaultSettings,
         description="Comma-separated networks whose X-Forwarded-For is believed (the router, "
         "the dashboard, your load balancer); the client address is the first hop outside them",
     )
-    trusted_proxies: str = Field(
-        default="127.0.0.0/8,::1",
-        description="Comma-separated networks whose X-Forwarded-For is believed (the router, "
-        "the dashboard, your load balancer); the client address is the first hop outside them",
-    )
 
 
 class WorkerSettings(StoreSettings, AuthSettings, VaultSettings, NetworkSettings):
