@@ -10,3 +10,8 @@ from subgraphs.executions.runs import runs
 async def run_execution(ctx: dict[str, Any], execution_id: str) -> str | None:
     status = await runs.execute(ctx["redis"], execution_id)
     return status.value if status else None
+
+
+async def sweep_executions(ctx: dict[str, Any]) -> int:
+    """Cron: enqueue again the running executions whose worker died."""
+    return len(await runs.sweep(ctx["redis"], ctx["queue"]))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from arq import func
+from arq import cron, func
 from arq.worker import Worker, async_check_health
 
 from klikkflow.kit.settings import WorkerSettings
@@ -15,7 +15,9 @@ from subgraphs.executions.runs import RunSettings, runs
 from subgraphs.executions.service import RUN_EXECUTION
 from subgraphs.workflows.credentials import credential as credential_service
 from subgraphs.workflows.models import DOCUMENTS as WORKFLOW_DOCUMENTS
-from workers.jobs import run_execution
+from workers.jobs import run_execution, sweep_executions
+
+SWEEP_EVERY_SECONDS = 3
 
 
 def build_worker(settings: WorkerSettings, *, burst: bool = False) -> Worker:
@@ -23,19 +25,29 @@ def build_worker(settings: WorkerSettings, *, burst: bool = False) -> Worker:
         ctx["mongo"] = await init_mongo(
             settings.mongo_uri, settings.mongo_db, [*EXECUTION_DOCUMENTS, *WORKFLOW_DOCUMENTS]
         )
+        ctx["queue"] = ctx["redis"]  # arq's own pool: enqueues jobs
         ctx["redis"] = create_redis(settings.redis_url)
         provider = LocalKeyProvider(settings.credentials_master_keys, settings.secret_key)
         credential_service.configure(settings, provider)
         runs.configure(RunSettings(allow_private_network=settings.allow_private_network))
 
     async def shutdown(ctx: dict[str, Any]) -> None:
-        if "redis" in ctx:
+        if "queue" in ctx and "redis" in ctx:
             await ctx["redis"].aclose()
         if "mongo" in ctx:
             await ctx["mongo"].close()
 
     return Worker(
         functions=[func(run_execution, name=RUN_EXECUTION)],
+        cron_jobs=[
+            cron(
+                sweep_executions,
+                name="executions.sweep",
+                second=set(range(0, 60, SWEEP_EVERY_SECONDS)),
+                run_at_startup=True,
+                unique=False,
+            )
+        ],
         redis_settings=arq_redis_settings(settings.redis_url),
         on_startup=startup,
         on_shutdown=shutdown,

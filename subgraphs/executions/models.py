@@ -49,6 +49,7 @@ class ExecutionDocument(Document):
                     ("created_at", DESCENDING),
                 ]
             ),
+            IndexModel([("status", ASCENDING), ("started_at", ASCENDING)]),  # recovery sweep
         ]
 
 

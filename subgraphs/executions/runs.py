@@ -2,19 +2,27 @@
 the state from the event log, drive the engine, and append every engine event to the
 log (MongoDB) and its live stream (Redis) as it happens.
 
-Delivery: the log is the checkpoint. A job that dies mid-run leaves the log ending
-where it died; the next run of the job (arq retries it, or a recovery sweep enqueues
-it) replays the log, gives every node that had started but not finished a
-`node.interrupted` event and runs it again with the same inputs: nodes run at least
-once, and a node that finished never runs again."""
+Delivery: the log is the checkpoint. A worker holds a lease on each execution it runs
+(a Redis key it renews every few seconds). A worker that dies stops renewing; within
+LEASE_SECONDS the recovery sweep (every worker runs it, one at a time) sees a running
+execution without a lease and enqueues it again. The next run replays the log, gives
+every node that had started but not finished a `node.interrupted` event and runs it
+again with the same inputs: nodes run at least once, a node that finished never runs
+again, and two workers never drive one execution at the same time."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import os
+import socket
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import TypeAdapter
+from arq.connections import ArqRedis
+from beanie import PydanticObjectId
+from pydantic import BaseModel, Field, TypeAdapter
 from redis.asyncio import Redis
 
 from klikkflow.engine.graph import InvalidWorkflow, compile_workflow
@@ -31,6 +39,7 @@ from subgraphs.executions.models import (
 )
 from subgraphs.executions.models import ExecutionStatus as Status
 from subgraphs.executions.repository import repository
+from subgraphs.executions.service import RUN_EXECUTION
 from subgraphs.executions.service import execution as execution_service
 from subgraphs.workflows.credentials import credential as credential_service
 from subgraphs.workflows.service import VersionNotFound, WorkflowNotFound
@@ -38,8 +47,53 @@ from subgraphs.workflows.service import workflow as workflow_service
 from subgraphs.workflows.variables import variables as variable_service
 
 log = logging.getLogger("klikkflow.executions")
+LEASE_SECONDS = 10
+RENEW_SECONDS = 2
+SWEEP_LOCK = "klikkflow:executions:sweep"
+SWEEP_BATCH = 500
+# Renew or release a lease only while it is still ours.
+_IF_OURS = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call({}) end return 0"
+_RENEW = _IF_OURS.format("'PEXPIRE', KEYS[1], ARGV[2]")
+_RELEASE = _IF_OURS.format("'DEL', KEYS[1]")
+
+
+def lease_key(execution_id: str) -> str:
+    return f"klikkflow:execution:{execution_id}:lease"
+
+
+class Lease:
+    """This worker's claim on one execution, kept alive while it runs."""
+
+    def __init__(self, redis: Redis, execution_id: str) -> None:
+        self.redis, self.key = redis, lease_key(execution_id)
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._keeper: asyncio.Task[None] | None = None
+        self._renew = redis.register_script(_RENEW)
+        self._release = redis.register_script(_RELEASE)
+
+    async def acquire(self) -> bool:
+        taken = await self.redis.set(self.key, self.owner, nx=True, ex=LEASE_SECONDS)
+        if taken:
+            self._keeper = asyncio.create_task(self._keep())
+        return bool(taken)
+
+    async def _keep(self) -> None:
+        while True:
+            await asyncio.sleep(RENEW_SECONDS)
+            await self._renew(keys=[self.key], args=[self.owner, LEASE_SECONDS * 1000])
+
+    async def release(self) -> None:
+        if self._keeper is not None:
+            self._keeper.cancel()
+        await self._release(keys=[self.key], args=[self.owner])
+
+
 EVENTS: TypeAdapter[Event] = TypeAdapter(Event)
 ENGINE = "engine"  # marks log entries that are engine events (replayed on recovery)
+
+
+class _IdOnly(BaseModel):
+    id: PydanticObjectId = Field(alias="_id")
 
 
 @dataclass(frozen=True)
@@ -111,7 +165,40 @@ class RunService:
         self.settings = settings
 
     async def execute(self, redis: Redis, execution_id: str) -> Status | None:
-        """Run (or go on with) one execution; idempotent: arq may run a job twice."""
+        """Run (or go on with) one execution; idempotent: arq may run a job twice, and a
+        job for an execution another live worker drives returns at once."""
+        lease = Lease(redis, execution_id)
+        if not await lease.acquire():
+            log.info("execution %s is driven by another worker", execution_id)
+            return None
+        try:
+            return await self._execute(redis, execution_id)
+        finally:
+            await lease.release()
+
+    async def sweep(self, redis: Redis, queue: ArqRedis) -> list[str]:
+        """Enqueue again every running execution whose worker died (no lease)."""
+        if not await redis.set(SWEEP_LOCK, "1", nx=True, ex=RENEW_SECONDS):
+            return []  # another worker sweeps now
+        running = (
+            await ExecutionDocument.find({"status": Status.RUNNING.value}, projection_model=_IdOnly)
+            .limit(SWEEP_BATCH)
+            .to_list()
+        )
+        orphans = []
+        for execution_id in (str(r.id) for r in running):
+            if await redis.exists(lease_key(execution_id)):
+                continue  # a live worker drives it
+            marker = f"klikkflow:execution:{execution_id}:recovering"
+            if await redis.set(marker, "1", nx=True, ex=LEASE_SECONDS * 3):
+                job_id = f"{execution_id}:recover:{uuid.uuid4().hex[:8]}"
+                await queue.enqueue_job(RUN_EXECUTION, execution_id, _job_id=job_id)
+                orphans.append(execution_id)
+        if orphans:
+            log.warning("recovering executions whose worker died: %s", ", ".join(orphans))
+        return orphans
+
+    async def _execute(self, redis: Redis, execution_id: str) -> Status | None:
         execution = await repository.by_id_unscoped(execution_id)
         if execution is None or execution.status in TERMINAL:
             return execution.status if execution else None
