@@ -198,6 +198,11 @@ async def test_lists_hold_nothing_of_the_other_tenant(platform, client, tenants,
 
 
 MUTATIONS = {
+    "cancelExecution": (
+        "mutation ($id: ID!) { cancelExecution(input: {id: $id}) { __typename } }",
+        "execution",
+        "NotFoundError",
+    ),
     "activateWorkflow": (
         "mutation ($id: ID!) { activateWorkflow(input: {id: $id}) { __typename } }",
         "workflow",
@@ -296,6 +301,7 @@ async def test_mutations_on_the_other_tenants_objects_are_refused(platform, clie
     query, kind, expected = MUTATIONS[field]
     target = {
         "workflow": alice.workflow,
+        "execution": alice.execution,
         "credential": alice.credential,
         "api_key": alice.api_key,
         "session": alice.session,

@@ -8,7 +8,7 @@ from subgraphs.executions.runs import runs
 
 
 async def run_execution(ctx: dict[str, Any], execution_id: str) -> str | None:
-    status = await runs.execute(ctx["redis"], execution_id)
+    status = await runs.execute(ctx["redis"], ctx["queue"], execution_id)
     return status.value if status else None
 
 

@@ -141,7 +141,7 @@ class Runner:
         )
         return await self.drive()
 
-    async def cancel(self) -> None:
+    async def cancel(self, reason: ErrorInfo | None = None) -> None:
         for task in self._tasks.values():
             task.cancel()
         if self.state.status not in (
@@ -149,7 +149,9 @@ class Runner:
             ExecutionStatus.FAILED,
             ExecutionStatus.CANCELLED,
         ):
-            await self._emit(ExecutionFinished(at=self.clock(), status=ExecutionStatus.CANCELLED))
+            await self._emit(
+                ExecutionFinished(at=self.clock(), status=ExecutionStatus.CANCELLED, error=reason)
+            )
 
     async def recover(self) -> State:
         """Go on with an execution whose process died (the state was rebuilt from its

@@ -136,7 +136,7 @@ def _prune_moved_clusters() -> None:
         if not (Path(origin.read_text()) / _NOTE).exists():
             shutil.rmtree(origin.with_suffix(""), ignore_errors=True)
             shutil.rmtree(origin.with_suffix(".initdb"), ignore_errors=True)
-            origin.unlink()
+            origin.unlink(missing_ok=True)
 
 
 async def ensure_postgres_database(url: str) -> None:

@@ -57,6 +57,27 @@ _RENEW = _IF_OURS.format("'PEXPIRE', KEYS[1], ARGV[2]")
 _RELEASE = _IF_OURS.format("'DEL', KEYS[1]")
 
 
+CANCEL_POLL_SECONDS = 0.25
+CANCEL_FLAG_SECONDS = 86_400
+
+
+def cancel_key(execution_id: str) -> str:
+    return f"klikkflow:execution:{execution_id}:cancel"
+
+
+async def _watch_for_cancel(redis: Redis, execution_id: str, runner: Runner) -> None:
+    while True:
+        await asyncio.sleep(CANCEL_POLL_SECONDS)
+        by = await redis.get(cancel_key(execution_id))
+        if by is not None:
+            await runner.cancel(_cancelled_by(by))
+            return
+
+
+def _cancelled_by(by: str) -> ErrorInfo:
+    return ErrorInfo(message=f"cancelled by {by}", type="Cancelled")
+
+
 def lease_key(execution_id: str) -> str:
     return f"klikkflow:execution:{execution_id}:lease"
 
@@ -164,7 +185,7 @@ class RunService:
     def configure(self, settings: RunSettings) -> None:
         self.settings = settings
 
-    async def execute(self, redis: Redis, execution_id: str) -> Status | None:
+    async def execute(self, redis: Redis, queue: ArqRedis, execution_id: str) -> Status | None:
         """Run (or go on with) one execution; idempotent: arq may run a job twice, and a
         job for an execution another live worker drives returns at once."""
         lease = Lease(redis, execution_id)
@@ -172,7 +193,28 @@ class RunService:
             log.info("execution %s is driven by another worker", execution_id)
             return None
         try:
-            return await self._execute(redis, execution_id)
+            return await self._execute(redis, queue, execution_id)
+        finally:
+            await lease.release()
+
+    async def cancel(self, redis: Redis, execution: ExecutionDocument, by: str) -> None:
+        """Cancel a queued, waiting or running execution. One no worker drives ends here
+        and now; a running one is stopped by its worker within CANCEL_POLL_SECONDS."""
+        assert execution.id is not None
+        execution_id = str(execution.id)
+        await redis.set(cancel_key(execution_id), by, ex=CANCEL_FLAG_SECONDS)
+        lease = Lease(redis, execution_id)
+        if not await lease.acquire():
+            return  # its worker sees the flag
+        try:
+            current = await repository.by_id_unscoped(execution_id)
+            if current is None or current.status in TERMINAL:
+                return
+            _, seq = await _engine_events(current)
+            finished = ExecutionFinished(
+                at=now(), status=ExecutionStatus.CANCELLED, error=_cancelled_by(by)
+            )
+            await _Log(redis, current, seq)(finished)
         finally:
             await lease.release()
 
@@ -198,25 +240,41 @@ class RunService:
             log.warning("recovering executions whose worker died: %s", ", ".join(orphans))
         return orphans
 
-    async def _execute(self, redis: Redis, execution_id: str) -> Status | None:
+    async def _execute(self, redis: Redis, queue: ArqRedis, execution_id: str) -> Status | None:
         execution = await repository.by_id_unscoped(execution_id)
         if execution is None or execution.status in TERMINAL:
             return execution.status if execution else None
         events, seq = await _engine_events(execution)
         sink = _Log(redis, execution, seq)
+        flagged = await redis.get(cancel_key(execution_id))
+        if flagged is not None:  # cancelled before any worker took it
+            await sink(
+                ExecutionFinished(
+                    at=now(), status=ExecutionStatus.CANCELLED, error=_cancelled_by(flagged)
+                )
+            )
+            return execution.status
         try:
             runner = await self._runner(execution, sink)
         except (WorkflowNotFound, VersionNotFound, InvalidWorkflow) as exc:
             await self._fail(redis, execution, sink, f"the workflow cannot run: {exc}")
             return execution.status
+        watcher = asyncio.create_task(_watch_for_cancel(redis, execution_id, runner))
         try:
             state = await self._drive(runner, execution, events)
         except NoStartNode as exc:
             await self._fail(redis, execution, sink, str(exc))
             return execution.status
         finally:
+            watcher.cancel()
             runner.close()
-        log.info("execution %s ended %s", execution_id, state.status.value)
+        if state.status == ExecutionStatus.WAITING and state.parked and state.parked.until:
+            # Nothing sleeps: a deferred job wakes the execution when its wait is over.
+            wake = f"{execution_id}:wake:{sink.seq}"
+            await queue.enqueue_job(
+                RUN_EXECUTION, execution_id, _job_id=wake, _defer_until=state.parked.until
+            )
+        log.info("execution %s is %s", execution_id, state.status.value)
         return execution.status
 
     async def _drive(
@@ -225,8 +283,11 @@ class RunService:
         if not events:
             return await runner.run(execution.items, start=execution.start_node)
         runner.replay(events)
-        if runner.state.status == ExecutionStatus.WAITING:
-            return runner.state  # a Wait: woken by its deferred job or resume webhook
+        parked = runner.state.parked
+        if runner.state.status == ExecutionStatus.WAITING and parked is not None:
+            if parked.until is not None and parked.until <= now():
+                return await runner.resume()  # its time is up: go on with its input items
+            return runner.state  # not yet: its deferred job or resume call wakes it
         return await runner.recover()
 
     async def _runner(self, execution: ExecutionDocument, sink: _Log) -> Runner:

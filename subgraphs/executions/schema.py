@@ -16,11 +16,15 @@ from klikkflow.kit.graphql import (
     validation_error,
 )
 from subgraphs.executions.loaders import execution_loader
-from subgraphs.executions.service import WorkflowNotFound
+from subgraphs.executions.runs import runs
+from subgraphs.executions.service import ExecutionNotFound, WorkflowNotFound
 from subgraphs.executions.service import execution as execution_service
 from subgraphs.executions.types import (
+    CancelExecutionResult,
+    CancelExecutionSuccess,
     Execution,
     ExecutionEvent,
+    ExecutionIdInput,
     RunWorkflowInput,
     RunWorkflowResult,
     RunWorkflowSuccess,
@@ -69,6 +73,23 @@ class Mutation:
         except NotAllowed as exc:
             return ForbiddenError(message=str(exc))
         return RunWorkflowSuccess(execution=Execution.from_model(created))
+
+    @strawberry.mutation(description="Cancel a queued, waiting or running execution.")
+    async def cancel_execution(
+        self, info: strawberry.Info, input: ExecutionIdInput
+    ) -> CancelExecutionResult:
+        viewer = info.context.require_viewer()
+        try:
+            found = await execution_service.cancellable(viewer, str(input.id))
+        except ExecutionNotFound as exc:
+            return NotFoundError(message=str(exc), id=input.id)
+        except InvalidInput as exc:
+            return validation_error(exc, "cannot cancel")
+        except NotAllowed as exc:
+            return ForbiddenError(message=str(exc))
+        await runs.cancel(info.context.state.redis, found, viewer.user_id)
+        now = await execution_service.get(viewer, str(input.id))
+        return CancelExecutionSuccess(execution=Execution.from_model(now or found))
 
 
 @strawberry.type

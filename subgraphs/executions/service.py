@@ -41,6 +41,12 @@ class WorkflowNotFound(Exception):
         self.workflow_id = workflow_id
 
 
+class ExecutionNotFound(Exception):
+    def __init__(self, execution_id: str) -> None:
+        super().__init__(f"execution {execution_id} not found")
+        self.execution_id = execution_id
+
+
 @dataclass(frozen=True)
 class Event:
     """One state change as it travels on the stream; `cursor` is its stream id."""
@@ -158,6 +164,16 @@ class ExecutionService:
 
     async def get(self, viewer: Viewer, execution_id: str) -> ExecutionDocument | None:
         return (await repository.by_ids(viewer, [execution_id])).get(execution_id)
+
+    async def cancellable(self, viewer: Viewer, execution_id: str) -> ExecutionDocument:
+        """The execution, if the viewer may cancel it and it has not finished."""
+        require(viewer, "workflow.run")
+        found = await self.get(viewer, execution_id)
+        if found is None:
+            raise ExecutionNotFound(execution_id)
+        if found.status in TERMINAL:
+            raise InvalidInput({"id": f"the execution already {found.status.value}"})
+        return found
 
     async def get_many(self, viewer: Viewer, ids: list[str]) -> list[ExecutionDocument | None]:
         found = await repository.by_ids(viewer, ids)

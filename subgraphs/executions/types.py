@@ -149,3 +149,22 @@ RunWorkflowResult = Annotated[
     RunWorkflowSuccess | ValidationError | NotFoundError | ForbiddenError,
     strawberry.union("RunWorkflowResult", description="Outcome of runWorkflow."),
 ]
+
+
+@strawberry.input(description="An execution by id.")
+class ExecutionIdInput:
+    id: strawberry.ID = strawberry.field(description="The execution.")
+
+
+@strawberry.type(description="The execution is cancelled, or is being stopped by its worker.")
+class CancelExecutionSuccess:
+    execution: Execution = strawberry.field(
+        description="The execution: CANCELLED, or still RUNNING for a moment while its "
+        "worker stops it."
+    )
+
+
+CancelExecutionResult = Annotated[
+    CancelExecutionSuccess | ValidationError | NotFoundError | ForbiddenError,
+    strawberry.union("CancelExecutionResult", description="Outcome of cancelExecution."),
+]

@@ -5,26 +5,21 @@ twice, the interrupted one runs again."""
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import socket
-import subprocess
-import sys
-from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
-from pathlib import Path
+from collections.abc import AsyncIterator
 
 import pytest
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from tests.factories.executions import EXECUTION, RUN, wait_for_status
 from tests.factories.graphql import data, gql
 from tests.factories.identity import sign_up
+from tests.factories.servers import serve
+from tests.factories.workers import paused, platform_workers, start_worker, stop
 from tests.factories.workflows import create_workflow, link, node
-from tests.subgraphs.executions.test_runs import EXECUTION, RUN, wait_until_done
 
 
 class SlowApi:
@@ -45,58 +40,8 @@ class SlowApi:
 @pytest.fixture
 async def slow_api() -> AsyncIterator[tuple[str, SlowApi]]:
     api = SlowApi()
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    app = Starlette(routes=[Route("/slow", api.slow)])
-    config = uvicorn.Config(app, port=port, log_level="warning", lifespan="off")
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        await asyncio.sleep(0.02)
-    yield f"http://127.0.0.1:{port}/slow", api
-    server.should_exit = True
-    server.force_exit = True
-    await task
-
-
-def _platform_workers(redis_url: str) -> list[int]:
-    """The test platform's own worker processes (found by their Redis URL)."""
-    found = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            cmdline = (proc / "cmdline").read_bytes().split(b"\0")
-            environ = (proc / "environ").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if b"worker" in cmdline and f"KLIKKFLOW_REDIS_URL={redis_url}".encode() in environ:
-            found.append(int(proc.name))
-    return found
-
-
-@contextmanager
-def paused(pids: list[int]) -> Iterator[None]:
-    for pid in pids:
-        os.kill(pid, signal.SIGSTOP)
-    try:
-        yield
-    finally:
-        for pid in pids:
-            os.kill(pid, signal.SIGCONT)
-
-
-def _worker(platform, log: Path) -> subprocess.Popen[bytes]:
-    env = {**os.environ, **platform.store_env(platform.settings)}
-    with log.open("ab") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "klikkflow.cli", "worker"],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    async with serve(Starlette(routes=[Route("/slow", api.slow)])) as url:
+        yield f"{url}/slow", api
 
 
 async def test_a_killed_workers_execution_is_finished_by_another(
@@ -112,10 +57,10 @@ async def test_a_killed_workers_execution_is_finished_by_another(
     workflow_id = await create_workflow(
         client, platform.router_url, account, "Survivor", definition
     )
-    ours = _platform_workers(platform.redis_url)
+    ours = platform_workers(platform.redis_url)
     assert ours, "the platform's worker was not found"
     with paused(ours):
-        victim = _worker(platform, tmp_path / "victim.log")
+        victim = start_worker(platform, tmp_path / "victim.log")
         rescuer = None
         try:
             run = data(
@@ -131,15 +76,13 @@ async def test_a_killed_workers_execution_is_finished_by_another(
                 )
             )["execution"]
             assert midway["status"] == "RUNNING"  # nobody finishes it for the dead worker
-            rescuer = _worker(platform, tmp_path / "rescuer.log")
+            rescuer = start_worker(platform, tmp_path / "rescuer.log")
             done = await asyncio.wait_for(
-                wait_until_done(client, platform, account, execution_id), 90
+                wait_for_status(client, platform.router_url, account, execution_id), 90
             )
         finally:
-            for process in (victim, rescuer):
-                if process is not None and process.poll() is None:
-                    process.terminate()
-                    process.wait(20)
+            stop(victim)
+            stop(rescuer)
     assert done["status"] == "SUCCEEDED", (done, (tmp_path / "rescuer.log").read_text())
     tries = {n["node"]: n["tries"] for n in done["nodes"]}
     assert tries == {"Start": 1, "Before": 1, "Call": 2, "After": 1}

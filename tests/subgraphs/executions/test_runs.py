@@ -4,29 +4,22 @@ failed with their reason, and a run cut short by a dead worker goes on from its 
 
 from __future__ import annotations
 
-import asyncio
-import socket
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import pytest
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from tests.factories.executions import RUN, output, run_and_wait, wait_for_status
 from tests.factories.graphql import data, gql
 from tests.factories.identity import sign_up
+from tests.factories.servers import serve
 from tests.factories.workflows import create_workflow, link, node, update_workflow
 
 API_KEY = "runner-secret-4c1d2e9f"
-RUN = """mutation ($id: ID!, $items: [JSON!]) { runWorkflow(input: {workflowId: $id,
-  items: $items}) { __typename ... on RunWorkflowSuccess { execution { id status } }
-  ... on ValidationError { fields { path message } } } }"""
-EXECUTION = """query ($id: ID!) { execution(id: $id) { status mode workflowVersion
-  error { message node type }
-  nodes { node runIndex status tries inputs outputs error { message } } } }"""
 
 
 @pytest.fixture(scope="module")
@@ -40,43 +33,8 @@ async def api() -> AsyncIterator[tuple[str, list[dict]]]:
             return JSONResponse({"error": "bad key"}, status_code=401)
         return JSONResponse({"echo": dict(request.query_params)})
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    app = Starlette(routes=[Route("/echo", echo)])
-    server = uvicorn.Server(uvicorn.Config(app, port=port, log_level="warning", lifespan="off"))
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        await asyncio.sleep(0.02)
-    yield f"http://127.0.0.1:{port}", seen
-    server.should_exit = True
-    await task
-
-
-async def run_and_wait(client, platform, account, workflow_id, items=None) -> dict:
-    result = data(
-        await gql(
-            client, platform.router_url, RUN, {"id": workflow_id, "items": items}, account.token
-        )
-    )["runWorkflow"]
-    assert result["__typename"] == "RunWorkflowSuccess", result
-    return await wait_until_done(client, platform, account, result["execution"]["id"])
-
-
-async def wait_until_done(client, platform, account, execution_id) -> dict:
-    for _ in range(600):
-        execution = data(
-            await gql(client, platform.router_url, EXECUTION, {"id": execution_id}, account.token)
-        )["execution"]
-        if execution["status"] in ("SUCCEEDED", "FAILED", "CANCELLED"):
-            return execution
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"execution {execution_id} did not finish: {execution}")
-
-
-def _output(execution: dict, name: str) -> list[dict]:
-    [run] = [n for n in execution["nodes"] if n["node"] == name]
-    return [item["json"] for item in run["outputs"]["main"]]
+    async with serve(Starlette(routes=[Route("/echo", echo)])) as url:
+        yield url, seen
 
 
 async def test_a_run_uses_variables_and_credentials_and_records_every_node(platform, client, api):
@@ -141,16 +99,16 @@ async def test_a_run_uses_variables_and_credentials_and_records_every_node(platf
     workflow_id = await create_workflow(client, platform.router_url, account, "Greeter", definition)
 
     execution = await run_and_wait(
-        client, platform, account, workflow_id, [{"name": "Ada"}, {"json": {"name": "Grace"}}]
+        client, platform.router_url, account, workflow_id, [{"name": "Ada"}, {"json": {"name": "Grace"}}]
     )
     assert execution["status"] == "SUCCEEDED", execution
     assert (execution["mode"], execution["workflowVersion"]) == ("manual", 1)
     assert [n["node"] for n in execution["nodes"]] == ["Start", "Greet", "Call"]
-    assert _output(execution, "Greet") == [
+    assert output(execution, "Greet") == [
         {"name": "Ada", "greeting": "Hi Ada in Oslo"},
         {"name": "Grace", "greeting": "Hi Grace in Oslo"},
     ]
-    assert _output(execution, "Call") == [
+    assert output(execution, "Call") == [
         {"echo": {"g": "Hi Ada in Oslo"}},
         {"echo": {"g": "Hi Grace in Oslo"}},
     ]
@@ -166,7 +124,9 @@ async def test_a_failing_node_ends_the_execution_failed_with_its_reason(platform
         "connections": [link("Start", "Stop")],
     }
     workflow_id = await create_workflow(client, platform.router_url, account, "Fails", definition)
-    execution = await run_and_wait(client, platform, account, workflow_id, [{"what": "luck"}])
+    execution = await run_and_wait(
+        client, platform.router_url, account, workflow_id, [{"what": "luck"}]
+    )
     assert execution["status"] == "FAILED"
     assert execution["error"]["node"] == "Stop"
     assert execution["error"]["message"] == "no luck"
@@ -181,7 +141,7 @@ async def test_a_workflow_without_a_start_node_fails_clearly(platform, client):
         "Headless",
         {"nodes": [node("Lonely")], "connections": []},
     )
-    execution = await run_and_wait(client, platform, account, workflow_id)
+    execution = await run_and_wait(client, platform.router_url, account, workflow_id)
     assert execution["status"] == "FAILED"
     assert "no trigger node" in execution["error"]["message"]
 
@@ -200,7 +160,7 @@ async def test_manual_runs_use_the_latest_saved_version(platform, client):
             "connections": [link("Start", "Later")],
         },
     )
-    execution = await run_and_wait(client, platform, account, workflow_id)
+    execution = await run_and_wait(client, platform.router_url, account, workflow_id)
     assert execution["workflowVersion"] == 2
     assert [n["node"] for n in execution["nodes"]] == ["Start", "Later"]
 
@@ -277,8 +237,8 @@ async def test_a_run_cut_short_by_a_dead_worker_goes_on_from_its_log(platform, c
         await queue.enqueue_job(RUN_EXECUTION, str(execution.id), _job_id=str(execution.id))
     finally:
         await queue.aclose()
-    done = await wait_until_done(client, platform, account, str(execution.id))
+    done = await wait_for_status(client, platform.router_url, account, str(execution.id))
     assert done["status"] == "SUCCEEDED", done
     runs = {n["node"]: n for n in done["nodes"]}
     assert {name: r["tries"] for name, r in runs.items()} == {"Start": 1, "A": 1, "B": 2, "C": 1}
-    assert _output(done, "C") == [{"n": 1}]
+    assert output(done, "C") == [{"n": 1}]

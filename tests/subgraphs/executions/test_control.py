@@ -1,0 +1,142 @@
+"""Controlling executions through the router: cancel one that is queued, waiting or
+running; Wait parks an execution and a deferred job wakes it, nothing sleeps."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from tests.factories.executions import (
+    execution,
+    output,
+    run_and_wait,
+    start_run,
+    wait_for_status,
+)
+from tests.factories.graphql import data, gql
+from tests.factories.identity import sign_up
+from tests.factories.servers import serve
+from tests.factories.workers import paused, platform_workers
+from tests.factories.workflows import create_workflow, link, node
+
+CANCEL = """mutation ($id: ID!) { cancelExecution(input: {id: $id}) { __typename
+  ... on CancelExecutionSuccess { execution { status } }
+  ... on ValidationError { fields { path message } } } }"""
+
+
+def _line(*nodes: dict) -> dict:
+    names = [n["name"] for n in nodes]
+    return {
+        "nodes": list(nodes),
+        "connections": [link(a, b) for a, b in zip(names, names[1:], strict=False)],
+    }
+
+
+async def _cancel(client, platform, account, execution_id) -> dict:
+    return data(
+        await gql(client, platform.router_url, CANCEL, {"id": execution_id}, account.token)
+    )["cancelExecution"]
+
+
+@pytest.fixture
+async def hanging() -> AsyncIterator[tuple[str, asyncio.Event]]:
+    arrived = asyncio.Event()
+
+    async def hang(request: Request) -> Response:
+        arrived.set()
+        await asyncio.sleep(60)
+        return JSONResponse({})
+
+    async with serve(Starlette(routes=[Route("/hang", hang)])) as url:
+        yield f"{url}/hang", arrived
+
+
+async def test_a_running_execution_is_stopped_by_its_worker(platform, client, hanging):
+    url, arrived = hanging
+    account = await sign_up(client, platform.router_url, "Cancellers")
+    call = node("Call", "httpRequest", typeVersion=4.2, parameters={"url": url})
+    definition = _line(node("Start", "manualTrigger"), call, node("After"))
+    workflow_id = await create_workflow(client, platform.router_url, account, "Hangs", definition)
+    execution_id = await start_run(client, platform.router_url, account, workflow_id)
+    await asyncio.wait_for(arrived.wait(), 30)
+    answer = await _cancel(client, platform, account, execution_id)
+    assert answer["__typename"] == "CancelExecutionSuccess"
+    done = await wait_for_status(client, platform.router_url, account, execution_id, seconds=10)
+    assert done["status"] == "CANCELLED"
+    assert done["error"]["message"] == f"cancelled by {account.user_id}"
+    assert "After" not in {n["node"] for n in done["nodes"]}
+    again = await _cancel(client, platform, account, execution_id)
+    assert again == {
+        "__typename": "ValidationError",
+        "fields": [{"path": "id", "message": "the execution already cancelled"}],
+    }
+
+
+async def test_a_waiting_execution_is_cancelled_at_once(platform, client):
+    account = await sign_up(client, platform.router_url, "Wait cancellers")
+    wait = node("Wait", "wait", typeVersion=1.1, parameters={"amount": 1, "unit": "hours"})
+    definition = _line(node("Start", "manualTrigger"), wait, node("After"))
+    workflow_id = await create_workflow(client, platform.router_url, account, "Waits", definition)
+    execution_id = await start_run(client, platform.router_url, account, workflow_id)
+    await wait_for_status(client, platform.router_url, account, execution_id, ("WAITING",))
+    answer = await _cancel(client, platform, account, execution_id)
+    assert answer == {"__typename": "CancelExecutionSuccess", "execution": {"status": "CANCELLED"}}
+
+
+async def test_a_queued_execution_never_runs_once_cancelled(platform, client):
+    account = await sign_up(client, platform.router_url, "Queue cancellers")
+    workflow_id = await create_workflow(client, platform.router_url, account, "Queued")
+    with paused(platform_workers(platform.redis_url)):
+        execution_id = await start_run(client, platform.router_url, account, workflow_id)
+        answer = await _cancel(client, platform, account, execution_id)
+        assert answer["execution"]["status"] == "CANCELLED"
+    await asyncio.sleep(1)  # the worker is back and takes the job: it must leave it be
+    found = await execution(client, platform.router_url, account, execution_id)
+    assert found["status"] == "CANCELLED"
+    assert found["nodes"] == []
+
+
+async def test_wait_parks_and_a_deferred_job_wakes_the_execution(platform, client):
+    account = await sign_up(client, platform.router_url, "Waiters")
+    wait = node("Wait", "wait", typeVersion=1.1, parameters={"amount": 1, "unit": "seconds"})
+    definition = _line(node("Start", "manualTrigger"), wait, node("After"))
+    workflow_id = await create_workflow(client, platform.router_url, account, "Short", definition)
+    execution_id = await start_run(
+        client, platform.router_url, account, workflow_id, [{"order": 42}]
+    )
+    parked = await wait_for_status(
+        client, platform.router_url, account, execution_id, ("WAITING", "SUCCEEDED")
+    )
+    assert parked["status"] == "WAITING"
+    done = await wait_for_status(client, platform.router_url, account, execution_id, seconds=20)
+    assert done["status"] == "SUCCEEDED", done
+    assert output(done, "After") == [{"order": 42}]
+
+
+async def test_an_execution_cannot_be_cancelled_by_a_viewer(platform, client):
+    from dataclasses import replace
+
+    account = await sign_up(client, platform.router_url, "Viewer cancels")
+    workflow_id = await create_workflow(client, platform.router_url, account, "Done")
+    finished = await run_and_wait(client, platform.router_url, account, workflow_id)
+    assert finished["status"] == "SUCCEEDED"
+    key = data(
+        await gql(
+            client,
+            platform.router_url,
+            'mutation { createApiKey(input: {name: "v", role: "viewer"}) '
+            "{ ... on CreateApiKeySuccess { secret } } }",
+            token=account.token,
+        )
+    )["createApiKey"]["secret"]
+    ids = data(
+        await gql(client, platform.router_url, "{ executions { id } }", token=account.token)
+    )["executions"]
+    answer = await _cancel(client, platform, replace(account, token=key), ids[0]["id"])
+    assert answer["__typename"] == "ForbiddenError"
