@@ -99,7 +99,11 @@ async def test_a_run_uses_variables_and_credentials_and_records_every_node(platf
     workflow_id = await create_workflow(client, platform.router_url, account, "Greeter", definition)
 
     execution = await run_and_wait(
-        client, platform.router_url, account, workflow_id, [{"name": "Ada"}, {"json": {"name": "Grace"}}]
+        client,
+        platform.router_url,
+        account,
+        workflow_id,
+        [{"name": "Ada"}, {"json": {"name": "Grace"}}],
     )
     assert execution["status"] == "SUCCEEDED", execution
     assert (execution["mode"], execution["workflowVersion"]) == ("manual", 1)
