@@ -17,7 +17,18 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from klikkflow.kit.settings import WebSettings
-from web import accounts, api_keys, audit, credentials, members, profile, sso, variables, workflows
+from web import (
+    accounts,
+    api_keys,
+    audit,
+    credentials,
+    executions,
+    members,
+    profile,
+    sso,
+    variables,
+    workflows,
+)
 from web.graphql_client import RouterUnavailable
 from web.probes import healthz, readyz
 from web.session import LoginRequired, RefreshCoalescer, SessionCookieMiddleware, login_url
@@ -193,6 +204,41 @@ def create_app(settings: WebSettings | None = None) -> Starlette:
             workflows.export_workflow,
             methods=GET,
             name="export_workflow",
+        ),
+        Route(
+            "/workflows/{workflow_id}/run",
+            executions.run_workflow,
+            methods=POST,
+            name="run_workflow",
+        ),
+        Route(
+            "/workflows/{workflow_id}/executions",
+            executions.workflow_executions_page,
+            methods=GET,
+            name="workflow_executions",
+        ),
+        # Executions
+        Route("/executions", executions.executions_page, methods=GET, name="executions"),
+        Route(
+            "/executions/{execution_id}", executions.execution_page, methods=GET, name="execution"
+        ),
+        Route(
+            "/executions/{execution_id}/events",
+            executions.execution_events,
+            methods=GET,
+            name="execution_events",
+        ),
+        Route(
+            "/executions/{execution_id}/cancel",
+            executions.cancel_execution,
+            methods=POST,
+            name="cancel_execution",
+        ),
+        Route(
+            "/executions/{execution_id}/rerun",
+            executions.rerun_execution,
+            methods=POST,
+            name="rerun_execution",
         ),
         # Credentials and variables
         Route("/credentials", credentials.credentials_page, methods=GET, name="credentials"),

@@ -85,6 +85,7 @@ async def test_identity_pages_end_to_end(
         [
             "Status",
             "Workflows",
+            "Executions",
             "Credentials",
             "Variables",
             "Members",

@@ -1,0 +1,72 @@
+"""The execution pages in real headless Chromium, against the real router, subgraphs and
+worker: Run on a workflow's page opens its execution, which follows the run over SSE
+(the status and the timeline change in place, no reload) until it succeeds."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+from playwright.async_api import Page, expect
+
+from tests.factories.identity import sign_up
+from tests.factories.workflows import create_workflow, link, node
+from tests.web.test_workflow_browser import assert_same_document, mark_document
+
+pytestmark = pytest.mark.browser
+
+NAPS = {
+    "nodes": [
+        node("Start", "manualTrigger"),
+        {
+            "id": "w",
+            "name": "Wait",
+            "type": "wait",
+            "typeVersion": 1.1,
+            "parameters": {"amount": 2, "unit": "seconds"},
+        },
+        node("Done"),
+    ],
+    "connections": [link("Start", "Wait"), link("Wait", "Done")],
+}
+
+
+async def test_a_run_is_followed_live_until_it_succeeds(
+    page: Page, web_url: str, platform: Any, client: httpx.AsyncClient
+) -> None:
+    owner = await sign_up(client, platform.router_url, "Live Watchers")
+    workflow_id = await create_workflow(client, platform.router_url, owner, "Naps", NAPS)
+    await page.context.add_cookies([{"name": "kf_token", "value": owner.token, "url": web_url}])
+    navigations: list[str] = []
+
+    await page.goto(f"{web_url}/workflows/{workflow_id}")
+    await page.click("#workflow-run")
+    await page.wait_for_url(f"{web_url}/executions/*")
+    execution_url = page.url
+    await mark_document(page)
+    page.on("framenavigated", lambda frame: navigations.append(frame.url))
+
+    status = page.locator("#execution-status")
+    first_seen = await status.get_attribute("data-status")
+    assert first_seen in ("queued", "running", "waiting"), first_seen
+    await expect(status).to_have_attribute("data-status", "succeeded", timeout=30_000)
+    await expect(status).to_have_text("succeeded")
+
+    runs = page.locator("#execution-timeline .node-run")
+    await expect(runs).to_have_count(3)
+    await expect(runs.nth(2)).to_have_attribute("data-node", "Done")
+    await expect(runs.nth(2)).to_have_attribute("data-status", "succeeded")
+    await expect(page.locator("#execution-cancel")).to_have_count(0)  # nothing to cancel
+    await assert_same_document(page)
+    assert navigations == []
+    assert page.url == execution_url
+
+    # The items of a node open in place; the list shows the run as succeeded.
+    output = runs.nth(2).locator('details[data-kind="output"]')
+    await output.locator("summary").click()
+    await expect(output.locator("pre")).to_be_visible()
+    await page.click(".site-nav a:has-text('Executions')")
+    row = page.locator(f'tr[data-execution="{execution_url.rsplit("/", 1)[-1]}"]')
+    await expect(row).to_have_attribute("data-status", "succeeded")
+    await expect(row).to_contain_text("Naps")
