@@ -233,7 +233,12 @@ def start_items(execution: JSON) -> list[Any] | None:
     if not isinstance(items, list) or not items:
         return None
     # Only the data: pairing and the like belong to that run, not to a new one.
-    return [{"json": i["json"]} if isinstance(i, dict) and "json" in i else i for i in items]
+    return [
+        {k: v for k, v in i.items() if k in ("json", "binary")}
+        if isinstance(i, dict) and "json" in i
+        else i
+        for i in items
+    ]
 
 
 # -- the list -------------------------------------------------------------------------

@@ -10,26 +10,28 @@ import httpx
 import pytest
 from playwright.async_api import Page, expect
 
+from tests.factories.executions import start_run, wait_for_status
 from tests.factories.identity import sign_up
 from tests.factories.workflows import create_workflow, link, node
-from tests.web.test_workflow_browser import assert_same_document, mark_document
+from tests.web.test_workflow_browser import accept_dialogs, assert_same_document, mark_document
 
 pytestmark = pytest.mark.browser
 
-NAPS = {
-    "nodes": [
-        node("Start", "manualTrigger"),
-        {
-            "id": "w",
-            "name": "Wait",
-            "type": "wait",
-            "typeVersion": 1.1,
-            "parameters": {"amount": 2, "unit": "seconds"},
-        },
-        node("Done"),
-    ],
-    "connections": [link("Start", "Wait"), link("Wait", "Done")],
-}
+
+def waits(amount: int, unit: str) -> dict[str, Any]:
+    """Manual Trigger → Wait → Done (a No Op)."""
+    wait = {
+        "id": "w",
+        "name": "Wait",
+        "type": "wait",
+        "typeVersion": 1.1,
+        "parameters": {"amount": amount, "unit": unit},
+    }
+    nodes = [node("Start", "manualTrigger"), wait, node("Done")]
+    return {"nodes": nodes, "connections": [link("Start", "Wait"), link("Wait", "Done")]}
+
+
+NAPS = waits(2, "seconds")
 
 
 async def test_a_run_is_followed_live_until_it_succeeds(
@@ -70,3 +72,34 @@ async def test_a_run_is_followed_live_until_it_succeeds(
     row = page.locator(f'tr[data-execution="{execution_url.rsplit("/", 1)[-1]}"]')
     await expect(row).to_have_attribute("data-status", "succeeded")
     await expect(row).to_contain_text("Naps")
+
+
+async def test_the_list_follows_unfinished_runs_and_cancels_one(
+    page: Page, web_url: str, platform: Any, client: httpx.AsyncClient
+) -> None:
+    owner = await sign_up(client, platform.router_url, "List Watchers")
+    router = platform.router_url
+    sleeper = await create_workflow(client, router, owner, "Sleeper", waits(1, "hours"))
+    napper = await create_workflow(client, router, owner, "Napper", NAPS)
+    await page.context.add_cookies([{"name": "kf_token", "value": owner.token, "url": web_url}])
+    page.on("dialog", accept_dialogs)  # Cancel asks first
+    sleeping = await start_run(client, router, owner, sleeper)
+    await wait_for_status(client, router, owner, sleeping, ("WAITING",))
+    napping = await start_run(client, router, owner, napper)
+
+    await page.goto(f"{web_url}/executions")
+    await mark_document(page)
+    nap_row = page.locator(f'tr[data-execution="{napping}"]')
+    assert await nap_row.get_attribute("data-status") in ("queued", "running", "waiting")
+    await expect(page.locator("#execution-list")).to_have_attribute("data-live", "true")
+
+    # The unfinished run's row changes by itself; the other one is cancelled in place.
+    await expect(nap_row).to_have_attribute("data-status", "succeeded", timeout=30_000)
+    sleep_row = page.locator(f'tr[data-execution="{sleeping}"]')
+    await expect(sleep_row).to_have_attribute("data-status", "waiting")
+    await sleep_row.get_by_role("button", name="Cancel").click()
+    await expect(page.locator("#execution-notice")).to_have_text("Cancelled.")
+    await expect(sleep_row).to_have_attribute("data-status", "cancelled")
+    await expect(sleep_row.get_by_role("button", name="Cancel")).to_have_count(0)
+    await expect(page.locator("#execution-list")).to_have_attribute("data-live", "false")
+    await assert_same_document(page)

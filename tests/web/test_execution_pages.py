@@ -335,3 +335,39 @@ async def test_resuming_the_stream_after_the_last_event_sent(
     assert heads[0] == (last_id, "waiting")  # where the browser was
     assert heads[-1][1] == "cancelled"
     assert heads[-1][0] not in (None, last_id)  # the cancel's own event, after it
+
+
+async def test_a_refused_run_says_why(web: httpx.AsyncClient) -> None:
+    missing = "0" * 24
+
+    fragment = await web.post(
+        f"/workflows/{missing}/run", data={"csrf_token": csrf(web)}, headers={"HX-Request": "true"}
+    )
+    page = await web.post(f"/workflows/{missing}/run", data={"csrf_token": csrf(web)})
+
+    assert fragment.status_code == 200
+    assert 'data-error="NotFoundError"' in fragment.text
+    assert "<html" not in fragment.text
+    assert "HX-Redirect" not in fragment.headers
+    assert page.status_code == 400
+    assert "Not started" in visible(page.text)
+
+
+async def test_another_organizations_execution_is_not_found(
+    web: httpx.AsyncClient, client: httpx.AsyncClient, platform: Any
+) -> None:
+    stranger = await sign_up(client, platform.router_url, "Strangers")
+    workflow_id = await create_workflow(client, platform.router_url, stranger, "Private")
+    execution_id = await start_run(client, platform.router_url, stranger, workflow_id)
+    await wait_for_status(client, platform.router_url, stranger, execution_id)
+
+    page = await web.get(f"/executions/{execution_id}")
+    events = await web.get(f"/executions/{execution_id}/events")
+    listing = await web.get("/executions")
+    rerun = await web.post(f"/executions/{execution_id}/rerun", data={"csrf_token": csrf(web)})
+
+    assert page.status_code == 404
+    assert events.status_code == 404
+    assert not events.headers["content-type"].startswith("text/event-stream")
+    assert execution_id not in listing.text
+    assert rerun.status_code == 404
