@@ -104,6 +104,9 @@ class NetworkSettings(_Base):
 class SubgraphSettings(StoreSettings, AuthSettings, MailSettings, VaultSettings, NetworkSettings):
     """Settings of one subgraph service (each subgraph's app factory builds one)."""
 
+    webhook_max_body_bytes: int = Field(
+        default=16 * 1024 * 1024, description="Largest webhook request body accepted"
+    )
     host: str = "127.0.0.1"
     port: int = 0
     debug: bool = False

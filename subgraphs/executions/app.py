@@ -11,8 +11,11 @@ from klikkflow.kit.asgi import subgraph_app
 from klikkflow.kit.health import mongo_check, redis_check
 from klikkflow.kit.settings import SubgraphSettings
 from klikkflow.kit.stores import create_arq_pool, create_redis, init_mongo
+from klikkflow.kit.vault import LocalKeyProvider
+from subgraphs.executions import webhooks
 from subgraphs.executions.models import DOCUMENTS as EXECUTION_DOCUMENTS
 from subgraphs.executions.schema import schema
+from subgraphs.workflows.credentials import credential as credential_service
 from subgraphs.workflows.models import DOCUMENTS as WORKFLOW_DOCUMENTS
 
 
@@ -24,6 +27,9 @@ def create_app(settings: SubgraphSettings | None = None) -> Starlette:
         # The workflows service is called in-process, so its documents are registered too.
         mongo = await init_mongo(
             settings.mongo_uri, settings.mongo_db, [*EXECUTION_DOCUMENTS, *WORKFLOW_DOCUMENTS]
+        )
+        credential_service.configure(
+            settings, LocalKeyProvider(settings.credentials_master_keys, settings.secret_key)
         )
         app.state.redis = create_redis(settings.redis_url)
         app.state.queue = await create_arq_pool(settings.redis_url)
@@ -38,4 +44,4 @@ def create_app(settings: SubgraphSettings | None = None) -> Starlette:
             await app.state.redis.aclose()
             await mongo.close()
 
-    return subgraph_app("executions", schema, settings, lifespan)
+    return subgraph_app("executions", schema, settings, lifespan, routes=webhooks.ROUTES)

@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from arq.connections import ArqRedis
+from beanie import PydanticObjectId
 from redis.asyncio import Redis
 from redis.typing import EncodableT, FieldT
 
@@ -158,12 +159,42 @@ class ExecutionService:
         """Record a queued execution, then publish its first event, then enqueue its job
         (in that order, so a worker never sees a job for an execution not yet saved)."""
         execution = await self.create(viewer, workflow_id, items or [])
+        return await self.enqueue(redis, queue, execution)
+
+    async def enqueue(
+        self, redis: Redis, queue: ArqRedis, execution: ExecutionDocument
+    ) -> ExecutionDocument:
+        """Publish a new execution's first event, then enqueue its job."""
         await self.record(redis, execution, ExecutionStatus.QUEUED)
         await queue.enqueue_job(RUN_EXECUTION, str(execution.id), _job_id=str(execution.id))
         return execution
 
     async def get(self, viewer: Viewer, execution_id: str) -> ExecutionDocument | None:
         return (await repository.by_ids(viewer, [execution_id])).get(execution_id)
+
+    async def submit_trigger(
+        self,
+        redis: Redis,
+        queue: ArqRedis,
+        organization_id: PydanticObjectId,
+        workflow_id: PydanticObjectId,
+        version: int,
+        start_node: str,
+        items: list[dict[str, Any]],
+        mode: str,
+    ) -> ExecutionDocument:
+        """An execution started by a trigger (webhook, schedule): the trigger found the
+        workflow and version it runs, so no viewer is involved."""
+        execution = ExecutionDocument(
+            organization_id=organization_id,
+            workflow_id=workflow_id,
+            workflow_version=version,
+            start_node=start_node,
+            items=items,
+            mode=mode,
+        )
+        await execution.insert()
+        return await self.enqueue(redis, queue, execution)
 
     async def cancellable(self, viewer: Viewer, execution_id: str) -> ExecutionDocument:
         """The execution, if the viewer may cancel it and it has not finished."""
