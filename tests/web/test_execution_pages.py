@@ -371,3 +371,29 @@ async def test_another_organizations_execution_is_not_found(
     assert not events.headers["content-type"].startswith("text/event-stream")
     assert execution_id not in listing.text
     assert rerun.status_code == 404
+
+
+async def test_a_failed_execution_shows_its_error_and_the_failed_node(
+    web: httpx.AsyncClient, client: httpx.AsyncClient, platform: Any, owner: Account
+) -> None:
+    stop = node("Refuse", "stopAndError", typeVersion=1, parameters={"errorMessage": "No stock"})
+    definition = {
+        "nodes": [node("Start", "manualTrigger"), stop],
+        "connections": [link("Start", "Refuse")],
+    }
+    workflow_id = await create_workflow(client, platform.router_url, owner, "Fails", definition)
+    execution_id = await start_run(client, platform.router_url, owner, workflow_id)
+    found = await wait_for_status(client, platform.router_url, owner, execution_id)
+    assert found["status"] == "FAILED"
+
+    page = await web.get(f"/executions/{execution_id}")
+    listing = await web.get("/executions")
+
+    assert status_of(page.text) == "failed"
+    error = page.text[page.text.index('id="execution-error"') :]
+    assert "No stock" in visible(error[: error.index("</div>")])
+    assert "in Refuse" in visible(error[: error.index("</div>")])
+    refused = page.text[page.text.index('data-node="Refuse"') :]
+    assert 'data-status="failed"' in refused[:200]
+    assert "No stock" in visible(refused[: refused.index("</li>")])
+    assert "Refuse: No stock" in visible(row(listing.text, execution_id))
