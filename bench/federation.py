@@ -82,7 +82,7 @@ async def _run_cases(urls: dict[str, str], n: int, c: int) -> None:
             router,
             json={
                 "query": """mutation { signUp(input: {
-            email: "bench@example.com", name: "Bench", password: "benchmark password",
+            email: "bench@example.com", name: "Bench", password: "correct horse battery staple 42",
             organizationName: "Bench"}) { ... on AuthPayload { accessToken } } }"""
             },
         )

@@ -38,7 +38,7 @@ def build_worker(settings: WorkerSettings, *, burst: bool = False) -> Worker:
             await ctx["mongo"].close()
 
     return Worker(
-        functions=[func(run_execution, name=RUN_EXECUTION)],
+        functions=[func(run_execution, name=RUN_EXECUTION, keep_result=0)],
         cron_jobs=[
             cron(
                 sweep_executions,

@@ -121,7 +121,7 @@ class WorkerSettings(StoreSettings, AuthSettings, VaultSettings, NetworkSettings
     """Settings of an arq worker process."""
 
     worker_max_jobs: int = 10
-    worker_poll_delay: float = 0.05
+    worker_poll_delay: float = 0.02
     worker_job_timeout: int = 3600
 
 

@@ -120,6 +120,12 @@ class NodeType(ABC):
     may_loop: ClassVar[bool] = False
     # Multi-input nodes wait until every input is settled (no more data can arrive).
     waits_for_all_inputs: ClassVar[bool] = False
+    # A pure node only computes its outputs from its inputs and parameters: running it
+    # again has no effect outside the execution, so its result need not be written to
+    # the log before the next node starts (a crash may recompute it). Nodes with effects
+    # (requests, code, sub-workflows, responses) are checkpointed as soon as they finish
+    # and never run twice once finished.
+    pure: ClassVar[bool] = False
 
     @classmethod
     def versions(cls) -> tuple[float, ...]:

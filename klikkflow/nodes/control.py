@@ -54,6 +54,7 @@ def _merged(a: Item | None, b: Item | None) -> Item:
 
 class Merge(NodeType):
     type = "merge"
+    pure = True
     version = 3
     accepted_versions = (3, 3.1, 3.2)
     display_name = "Merge"
@@ -136,6 +137,7 @@ class LoopOverItems(NodeType):
     none is left, emit everything collected on "done"."""
 
     type = "splitInBatches"
+    pure = True
     version = 3
     display_name = "Loop Over Items"
     description = "Runs the nodes on its loop output once per batch of items."

@@ -217,6 +217,7 @@ def _conversion_error(name: str, field_type: str, value: Any, index: int) -> Nod
 
 class EditFields(NodeType):
     type = "set"
+    pure = True
     version = 3.4
     accepted_versions = (3.3, 3.4)
     display_name = "Edit Fields (Set)"
@@ -384,6 +385,7 @@ def _sort_key(value: Any) -> tuple[int, Any]:
 
 class Sort(NodeType):
     type = "sort"
+    pure = True
     version = 1
     display_name = "Sort"
     description = "Reorder items by one or more fields, or randomly."
@@ -427,6 +429,7 @@ class LimitParams(Parameters):
 
 class Limit(NodeType):
     type = "limit"
+    pure = True
     version = 1
     display_name = "Limit"
     description = "Keep only the first or last N items."
@@ -550,6 +553,7 @@ class AggregateParams(Parameters):
 
 class Aggregate(NodeType):
     type = "aggregate"
+    pure = True
     version = 1
     display_name = "Aggregate"
     description = "Combine a field from many items (or whole items) into lists in one item."
@@ -781,6 +785,7 @@ def summarize_values(spec: FieldToSummarize, values: list[Any]) -> Any:
 
 class Summarize(NodeType):
     type = "summarize"
+    pure = True
     version = 1.1
     accepted_versions = (1, 1.1)
     display_name = "Summarize"
@@ -898,6 +903,7 @@ def _entries(value: Any) -> list[Any]:
 
 class SplitOut(NodeType):
     type = "splitOut"
+    pure = True
     version = 1
     display_name = "Split Out"
     description = "Turn a list inside each item into separate items."

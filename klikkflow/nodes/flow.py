@@ -56,6 +56,7 @@ class ConditionNodeParams(Parameters):
 
 class If(NodeType):
     type = "if"
+    pure = True
     version = 2.2
     accepted_versions = (2, 2.1, 2.2)
     display_name = "If"
@@ -78,6 +79,7 @@ class If(NodeType):
 
 class Filter(NodeType):
     type = "filter"
+    pure = True
     version = 2.2
     accepted_versions = (2, 2.1, 2.2)
     display_name = "Filter"
@@ -152,6 +154,7 @@ def _unique(names: list[str]) -> tuple[str, ...]:
 
 class Switch(NodeType):
     type = "switch"
+    pure = True
     version = 3.2
     accepted_versions = (3, 3.1, 3.2)
     display_name = "Switch"
@@ -258,6 +261,7 @@ def _output_index(value: Any, count: int, item_index: int) -> int:
 
 class NoOp(NodeType):
     type = "noOp"
+    pure = True
     version = 1
     display_name = "No Operation, do nothing"
     description = "Pass the items through unchanged (a placeholder or a junction)."
@@ -276,6 +280,7 @@ class StopAndErrorParams(Parameters):
 
 class StopAndError(NodeType):
     type = "stopAndError"
+    pure = True
     version = 1
     display_name = "Stop and Error"
     description = "Fail the execution with a message or an error object."

@@ -528,6 +528,7 @@ def node_date(value: Any, zone_name: str | None, index: int, from_format: str = 
 
 class DateAndTime(NodeType):
     type = "dateTime"
+    pure = True
     version = 2
     display_name = "Date & Time"
     description = "Get, shift, format, round, compare or take apart dates."
@@ -685,6 +686,7 @@ def random_text(encoding: str, length: int) -> str:
 
 class Crypto(NodeType):
     type = "crypto"
+    pure = True
     version = 1
     display_name = "Crypto"
     description = "Hash or HMAC a value, or generate random strings and UUIDs."

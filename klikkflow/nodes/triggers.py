@@ -18,6 +18,7 @@ class _Trigger(NodeType):
     is_trigger = True
     category = "trigger"
     inputs = ()
+    pure = True  # hands on the items it was started with
 
     async def run(self, ctx: NodeContext, params: Parameters, inputs: Inputs) -> Outputs:
         return {MAIN: inputs.get(MAIN) or [{"json": {}}]}

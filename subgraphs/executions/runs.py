@@ -16,6 +16,7 @@ import asyncio
 import logging
 import os
 import socket
+import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -25,7 +26,7 @@ from beanie import PydanticObjectId
 from pydantic import BaseModel, Field, TypeAdapter
 from redis.asyncio import Redis
 
-from klikkflow.engine.graph import InvalidWorkflow, compile_workflow
+from klikkflow.engine.graph import Graph, InvalidWorkflow, compile_workflow
 from klikkflow.engine.runner import NoStartNode, Runner
 from klikkflow.engine.state import ErrorInfo, Event, ExecutionFinished, ExecutionStatus, State
 from klikkflow.kit.auth import Viewer
@@ -47,6 +48,8 @@ from subgraphs.workflows.service import workflow as workflow_service
 from subgraphs.workflows.variables import variables as variable_service
 
 log = logging.getLogger("klikkflow.executions")
+GRAPH_CACHE = 256
+VARIABLES_TTL = 2.0
 LEASE_SECONDS = 10
 RENEW_SECONDS = 2
 SWEEP_LOCK = "klikkflow:executions:sweep"
@@ -123,27 +126,78 @@ class RunSettings:
 
 
 class _Log:
-    """Appends engine events to the execution's log and stream, in order."""
+    """Appends engine events to the execution's log and stream, in order. Events are
+    written in groups, at checkpoints: when the execution starts or stops (finished,
+    parked, waiting), when a node with effects (not `pure`) finishes, and at most
+    FLUSH_SECONDS after the first unwritten event. A finished node with effects is thus
+    in the log before anything after it runs and never runs twice; a crash may only make
+    pure nodes compute again. A fast execution of pure nodes costs a few writes."""
+
+    FLUSH_SECONDS = 0.1
+    CHECKPOINTS = frozenset(
+        {"execution.started", "execution.resumed", "execution.finished", "execution.parked"}
+    )
+    NODE_CHECKPOINTS = frozenset({"node.succeeded", "node.failed", "node.waiting"})
 
     def __init__(self, redis: Redis, execution: ExecutionDocument, seq: int) -> None:
         self.redis, self.execution, self.seq = redis, execution, seq
+        self.effectful: frozenset[str] = frozenset()  # nodes to checkpoint when they finish
+        self.pending: list[tuple[dict[str, Any], str | None]] = []
+        self.status_changed = False
+        self._timer: asyncio.Task[None] | None = None
+        self._lock = asyncio.Lock()
 
     async def __call__(self, event: Event) -> None:
         status = _status_after(self.execution.status, event)
         if status != self.execution.status:
-            await _move(self.execution, status, event)
+            _move(self.execution, status, event)
+            self.status_changed = True
         self.seq += 1
-        entry = ExecutionEventDocument(
-            execution_id=self.execution.id,
-            organization_id=self.execution.organization_id,
-            seq=self.seq,
-            type=event.type,
-            status=status,
-            at=event.at,
-            data={ENGINE: EVENTS.dump_python(event, mode="json")},
-        )
-        await entry.insert()
-        await execution_service.publish(self.redis, entry, getattr(event, "node", None))
+        entry = {
+            "execution_id": self.execution.id,
+            "organization_id": self.execution.organization_id,
+            "seq": self.seq,
+            "type": event.type,
+            "status": status.value,
+            "at": event.at,
+            "data": {ENGINE: EVENTS.dump_python(event, mode="json")},
+        }
+        node = getattr(event, "node", None)
+        self.pending.append((entry, node))
+        if event.type in self.CHECKPOINTS:
+            await self.flush()
+        elif event.type in self.NODE_CHECKPOINTS and node in self.effectful:
+            # At once, yet after whatever the runner emits in the same breath (the end
+            # of the execution, usually): one write instead of two.
+            self._soon(0)
+        elif self._timer is None:
+            self._soon(self.FLUSH_SECONDS)
+
+    def _soon(self, delay: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = asyncio.create_task(self._flush_after(delay))
+
+    async def _flush_after(self, delay: float) -> None:
+        await asyncio.sleep(delay)
+        self._timer = None
+        await self.flush()
+
+    async def flush(self) -> None:
+        if self._timer is not None and self._timer is not asyncio.current_task():
+            self._timer.cancel()
+            self._timer = None
+        async with self._lock:
+            batch, self.pending = self.pending, []
+            if batch:  # the log first: whoever sees the new status finds its events
+                await ExecutionEventDocument.get_pymongo_collection().insert_many(
+                    [entry for entry, _ in batch], ordered=True
+                )
+            if self.status_changed:
+                self.status_changed = False
+                await _save_status(self.execution)
+            if batch:
+                await execution_service.publish_many(self.redis, batch)
 
 
 def _status_after(current: Status, event: Event) -> Status:
@@ -156,7 +210,7 @@ def _status_after(current: Status, event: Event) -> Status:
     return current
 
 
-async def _move(execution: ExecutionDocument, status: Status, event: Event) -> None:
+def _move(execution: ExecutionDocument, status: Status, event: Event) -> None:
     execution.status = status
     if status == Status.RUNNING and execution.started_at is None:
         execution.started_at = event.at
@@ -164,7 +218,18 @@ async def _move(execution: ExecutionDocument, status: Status, event: Event) -> N
         execution.finished_at = event.at
         if isinstance(event, ExecutionFinished) and event.error is not None:
             execution.error = event.error.model_dump()
-    await execution.save()
+
+
+async def _save_status(execution: ExecutionDocument) -> None:
+    fields = {
+        "status": execution.status.value,
+        "started_at": execution.started_at,
+        "finished_at": execution.finished_at,
+        "error": execution.error,
+    }
+    await ExecutionDocument.get_pymongo_collection().update_one(
+        {"_id": execution.id}, {"$set": fields}
+    )
 
 
 async def _engine_events(execution: ExecutionDocument) -> tuple[list[Event], int]:
@@ -181,6 +246,8 @@ async def _engine_events(execution: ExecutionDocument) -> tuple[list[Event], int
 class RunService:
     def __init__(self) -> None:
         self.settings = RunSettings()
+        self._graphs: dict[tuple[str, int | None], Graph] = {}
+        self._vars: dict[str, tuple[float, dict[str, str]]] = {}
 
     def configure(self, settings: RunSettings) -> None:
         self.settings = settings
@@ -244,8 +311,26 @@ class RunService:
         execution = await repository.by_id_unscoped(execution_id)
         if execution is None or execution.status in TERMINAL:
             return execution.status if execution else None
-        events, seq = await _engine_events(execution)
+        events: list[Event]
+        if execution.status == Status.QUEUED:
+            events, seq = [], 1  # nothing ran yet: the log holds its queued event only
+        else:
+            events, seq = await _engine_events(execution)
         sink = _Log(redis, execution, seq)
+        try:
+            return await self._run_logged(redis, queue, execution, events, sink)
+        finally:
+            await sink.flush()
+
+    async def _run_logged(
+        self,
+        redis: Redis,
+        queue: ArqRedis,
+        execution: ExecutionDocument,
+        events: list[Event],
+        sink: _Log,
+    ) -> Status | None:
+        execution_id = str(execution.id)
         flagged = await redis.get(cancel_key(execution_id))
         if flagged is not None:  # cancelled before any worker took it
             await sink(
@@ -292,11 +377,8 @@ class RunService:
 
     async def _runner(self, execution: ExecutionDocument, sink: _Log) -> Runner:
         org = str(execution.organization_id)
-        system = Viewer(user_id="", organization_id=org, role="viewer")
-        workflow = await workflow_service.for_run(
-            system, str(execution.workflow_id), execution.workflow_version
-        )
-        graph = compile_workflow(workflow, default_registry())
+        graph = await self._graph(execution)
+        sink.effectful = frozenset(n for n, c in graph.nodes.items() if not c.impl.pure)
 
         async def credential(credential_type: str, credential_id: str) -> dict[str, Any]:
             return await credential_service.open_for_run(org, credential_id)
@@ -304,7 +386,7 @@ class RunService:
         return Runner(
             graph,
             execution_id=str(execution.id),
-            variables=await variable_service.values_for_run(org),
+            variables=await self._variables(org),
             mode=execution.mode,
             on_event=sink,
             credentials_loader=credential,
@@ -312,6 +394,36 @@ class RunService:
                 "ssrf_policy": SsrfPolicy(allow_private=self.settings.allow_private_network)
             },
         )
+
+    async def _graph(self, execution: ExecutionDocument) -> Graph:
+        """The compiled workflow version; versions never change, so compiled graphs are
+        kept (the newest GRAPH_CACHE of them) and reused by every run of a version."""
+        key = (str(execution.workflow_id), execution.workflow_version)
+        graph = self._graphs.pop(key, None) if key[1] is not None else None
+        if graph is None:
+            system = Viewer(
+                user_id="", organization_id=str(execution.organization_id), role="viewer"
+            )
+            workflow = await workflow_service.for_run(
+                system, str(execution.workflow_id), execution.workflow_version
+            )
+            graph = compile_workflow(workflow, default_registry())
+        if key[1] is not None:
+            self._graphs[key] = graph
+            while len(self._graphs) > GRAPH_CACHE:
+                self._graphs.pop(next(iter(self._graphs)))
+        return graph
+
+    async def _variables(self, organization_id: str) -> dict[str, str]:
+        """`$vars` of an organization, read at most every VARIABLES_TTL seconds."""
+        cached = self._vars.get(organization_id)
+        if cached is not None and time.monotonic() - cached[0] < VARIABLES_TTL:
+            return cached[1]
+        values = await variable_service.values_for_run(organization_id)
+        if len(self._vars) > 10_000:
+            self._vars.clear()
+        self._vars[organization_id] = (time.monotonic(), values)
+        return values
 
     async def _fail(
         self, redis: Redis, execution: ExecutionDocument, sink: _Log, reason: str

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -21,13 +22,14 @@ from subgraphs.executions.models import (
     ExecutionDocument,
     ExecutionEventDocument,
     ExecutionStatus,
-    now,
 )
 from subgraphs.executions.repository import repository
 from subgraphs.workflows.service import workflow as workflow_service
 
 RUN_EXECUTION = "executions.run"  # arq job name; the job id is the execution id
 STREAM_MAXLEN = 10_000
+STREAM_TTL_SECONDS = 86_400  # a finished execution's live stream, for late subscribers
+FINAL_VALUES = frozenset(s.value for s in TERMINAL)
 FOLLOW_BLOCK_MS = 5_000
 MAX_PAGE = 100
 
@@ -59,6 +61,7 @@ class Event:
     status: ExecutionStatus
     at: datetime
     node: str | None = None
+    response: dict[str, Any] | None = None  # set by Respond to Webhook nodes
 
 
 MAX_INPUT_ITEMS = 1_000
@@ -165,7 +168,7 @@ class ExecutionService:
         self, redis: Redis, queue: ArqRedis, execution: ExecutionDocument
     ) -> ExecutionDocument:
         """Publish a new execution's first event, then enqueue its job."""
-        await self.record(redis, execution, ExecutionStatus.QUEUED)
+        await self.record_queued(redis, execution)
         await queue.enqueue_job(RUN_EXECUTION, str(execution.id), _job_id=str(execution.id))
         return execution
 
@@ -219,26 +222,45 @@ class ExecutionService:
         logged = await repository.engine_events(execution)
         return fold_node_runs(logged)
 
-    async def record(
-        self, redis: Redis, execution: ExecutionDocument, status: ExecutionStatus
-    ) -> Event:
-        """Move an execution to `status`: save it, append the event, then publish it."""
+    async def record_queued(self, redis: Redis, execution: ExecutionDocument) -> None:
+        """The first event of a new (saved, queued) execution, on its live stream only:
+        the execution document itself records that it was queued, and when."""
         assert execution.id is not None
-        execution.status = status
-        if status == ExecutionStatus.RUNNING and execution.started_at is None:
-            execution.started_at = now()
-        if status in TERMINAL:
-            execution.finished_at = now()
-        await execution.save()
-        event = ExecutionEventDocument(
-            execution_id=execution.id,
-            organization_id=execution.organization_id,
-            seq=await repository.last_seq(execution.id) + 1,
-            type=f"execution.{status.value}",
-            status=status,
-        )
-        await event.insert()
-        return await self.publish(redis, event, None)
+        entry = {
+            "execution_id": execution.id,
+            "seq": 1,
+            "type": "execution.queued",
+            "status": ExecutionStatus.QUEUED.value,
+            "at": execution.created_at,
+            "data": {},
+        }
+        await self.publish_many(redis, [(entry, None)])
+
+    async def publish_many(
+        self, redis: Redis, logged: list[tuple[dict[str, Any], str | None]]
+    ) -> None:
+        """Put logged events (raw log entries, with their node) on the live stream in one
+        round trip."""
+        async with redis.pipeline(transaction=False) as pipe:
+            for entry, node in logged:
+                fields: dict[FieldT, EncodableT] = {
+                    "seq": entry["seq"],
+                    "type": entry["type"],
+                    "status": entry["status"],
+                    "at": entry["at"].isoformat(),
+                }
+                if node:
+                    fields["node"] = node
+                response = ((entry["data"].get("engine") or {}).get("node_state") or {}).get(
+                    "response"
+                )
+                if response is not None:  # what a Respond to Webhook node answers
+                    fields["response"] = json.dumps(response)
+                key = stream_key(str(entry["execution_id"]))
+                pipe.xadd(key, fields, maxlen=STREAM_MAXLEN, approximate=True)
+                if entry["status"] in FINAL_VALUES:  # the log in MongoDB outlives it
+                    pipe.expire(key, STREAM_TTL_SECONDS)
+            await pipe.execute()
 
     async def publish(self, redis: Redis, event: ExecutionEventDocument, node: str | None) -> Event:
         """Put a logged event on the execution's live stream."""
@@ -283,6 +305,7 @@ def _event_from_stream(execution_id: str, entry_id: str, fields: dict[str, str])
         status=ExecutionStatus(fields["status"]),
         at=datetime.fromisoformat(fields["at"]),
         node=fields.get("node"),
+        response=json.loads(fields["response"]) if "response" in fields else None,
     )
 
 

@@ -16,6 +16,7 @@ import hashlib
 import hmac
 import json
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
@@ -28,7 +29,7 @@ from klikkflow.engine.workflow import NodeSpec, Workflow
 from klikkflow.kit.auth import Viewer
 from klikkflow.kit.stores import object_id
 from klikkflow.nodes.triggers import WebhookParams
-from subgraphs.executions.models import TERMINAL, ExecutionDocument, ExecutionEventDocument
+from subgraphs.executions.models import TERMINAL, ExecutionDocument
 from subgraphs.executions.models import ExecutionStatus as Status
 from subgraphs.executions.service import execution as execution_service
 from subgraphs.workflows.credentials import CredentialNotFound
@@ -40,6 +41,7 @@ from subgraphs.workflows.service import workflow as workflow_service
 log = logging.getLogger("klikkflow.webhooks")
 METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"]
 RESPONSE_TIMEOUT_SECONDS = 300
+TARGET_TTL_SECONDS = 2.0
 
 
 class WebhookRefused(Exception):
@@ -60,6 +62,25 @@ class Target:
 
 def _refuse(status: int, message: str, **extra: Any) -> JSONResponse:
     return JSONResponse({"message": message, **extra}, status_code=status)
+
+
+_targets: dict[tuple[str, str | None, str, str], tuple[float, Target]] = {}
+
+
+async def _cached_target(
+    organization_id: str, workflow_id: str | None, path: str, method: str
+) -> Target:
+    """`_target`, remembered for TARGET_TTL_SECONDS: a webhook under load costs no
+    lookups, and activation changes reach the ingress within that time."""
+    key = (organization_id, workflow_id, path, method)
+    cached = _targets.get(key)
+    if cached is not None and time.monotonic() - cached[0] < TARGET_TTL_SECONDS:
+        return cached[1]
+    found = await _target(organization_id, workflow_id, path, method)
+    if len(_targets) > 10_000:
+        _targets.clear()
+    _targets[key] = (time.monotonic(), found)
+    return found
 
 
 async def _target(organization_id: str, workflow_id: str | None, path: str, method: str) -> Target:
@@ -180,16 +201,10 @@ async def _wait(request: Request, execution: ExecutionDocument, respond_nodes: s
     redis = request.app.state.redis
     async for event in execution_service.follow(redis, str(execution.id), None):
         if event.type == "node.succeeded" and event.node in respond_nodes:
-            return await _node_state(execution, event.seq)
+            return event.response or {}
         if event.status in TERMINAL:
             return None
     return None
-
-
-async def _node_state(execution: ExecutionDocument, seq: int) -> dict[str, Any]:
-    logged = await ExecutionEventDocument.find_one({"execution_id": execution.id, "seq": seq})
-    engine = (logged.data.get("engine") or {}) if logged else {}
-    return dict((engine.get("node_state") or {}).get("response") or {})
 
 
 def _respond(response: dict[str, Any]) -> Response:
@@ -223,7 +238,7 @@ async def _handle(request: Request, test: bool) -> Response:
     organization_id = request.path_params["organization_id"]
     path = request.path_params["path"].strip("/")
     try:
-        target = await _target(
+        target = await _cached_target(
             organization_id, request.path_params.get("workflow_id"), path, request.method
         )
         raw = await _read_body(request, settings.webhook_max_body_bytes)

@@ -68,6 +68,7 @@ async def test_a_killed_workers_execution_is_finished_by_another(
             )["runWorkflow"]
             execution_id = run["execution"]["id"]
             await asyncio.wait_for(api.arrived.wait(), 60)  # the victim is inside "Call"
+            await asyncio.sleep(0.5)  # the log is at most a flush interval behind
             victim.send_signal(signal.SIGKILL)
             victim.wait(10)
             midway = data(

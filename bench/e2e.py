@@ -1,0 +1,161 @@
+"""End to end through the real webhook ingress, with every execution saved, measured
+with the same load generator and checks as the n8n anchor (../shared/bench/n8n): wrk
+at each concurrency, p50/p95/p99, errors, CPU and memory of the whole platform.
+
+Starts its own platform (embedded stores, subgraphs, router, one worker) in a temporary
+directory, imports the n8n bench workflows A (Webhook -> Set -> If -> Set -> Respond)
+and B (Webhook answering at once -> 10 Set nodes) unchanged, activates them, runs the
+anchor's driver against /webhook/<org>/bench-a and bench-b, then prints how many
+executions were stored and how they ended.
+
+    .venv/bin/python bench/e2e.py [--concurrency 1 10 50] [--duration 20] [--warmup 5]
+    ../shared/bench/n8n/run.sh          # n8n 2.41 on the same machine, same driver
+
+Needs `wrk` (`apt-get install wrk`; installed here when missing and run as root).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import httpx
+from pymongo import AsyncMongoClient
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from klikkflow.kit.settings import PlatformSettings  # noqa: E402
+from klikkflow.kit.supervisor import Supervisor, free_port  # noqa: E402
+from klikkflow.platform import start_services, start_stores  # noqa: E402
+
+ANCHOR = ROOT.parent / "shared" / "bench" / "n8n"
+PORTS = ("router", "identity", "workflows", "executions", "ai", "web", "mongo", "postgres", "redis")
+
+
+async def _gql(http: httpx.AsyncClient, url: str, query: str, variables: dict, token: str) -> dict:
+    answer = (
+        await http.post(
+            url,
+            json={"query": query, "variables": variables},
+            headers={"authorization": f"Bearer {token}"} if token else {},
+        )
+    ).json()
+    assert not answer.get("errors"), answer
+    return answer["data"]
+
+
+async def _set_up(router: str) -> tuple[str, str]:
+    """Sign up, import and activate bench A and B; the organization id and a token."""
+    async with httpx.AsyncClient(timeout=30, trust_env=False) as http:
+        signed = await _gql(
+            http,
+            router,
+            """mutation { signUp(input: {email: "bench@example.com", name: "Bench",
+            password: "correct horse battery staple 42", organizationName: "Bench"}) {
+            ... on AuthPayload { accessToken organization { id } } } }""",
+            {},
+            "",
+        )
+        token = signed["signUp"]["accessToken"]
+        for name in ("bench-a.json", "bench-b.json"):
+            document = json.loads((ROOT / "examples" / "n8n" / name).read_text())
+            made = await _gql(
+                http,
+                router,
+                """mutation ($d: JSON!) { importWorkflow(input: {document: $d}) {
+                ... on CreateWorkflowSuccess { workflow { id } } } }""",
+                {"d": document},
+                token,
+            )
+            await _gql(
+                http,
+                router,
+                "mutation ($id: ID!) { activateWorkflow(input: {id: $id}) { __typename } }",
+                {"id": made["importWorkflow"]["workflow"]["id"]},
+                token,
+            )
+    return signed["signUp"]["organization"]["id"], token
+
+
+def _ensure_wrk() -> None:
+    if shutil.which("wrk"):
+        return
+    if os.geteuid() != 0:
+        sys.exit("wrk is needed: apt-get install wrk")
+    subprocess.run(["apt-get", "update", "-qq"], check=True)
+    subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], check=True)
+
+
+async def _stored(settings: PlatformSettings, mongo_uri: str) -> dict[str, int]:
+    client: AsyncMongoClient = AsyncMongoClient(mongo_uri)
+    try:
+        rows = await client[settings.mongo_db]["executions"].aggregate(
+            [{"$group": {"_id": "$status", "n": {"$sum": 1}}}]
+        )
+        return {row["_id"]: row["n"] async for row in rows}
+    finally:
+        await client.close()
+
+
+async def main(args: argparse.Namespace) -> None:
+    _ensure_wrk()
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = PlatformSettings(
+            data_dir=Path(tmp),
+            secret_key=secrets.token_urlsafe(32),
+            **{f"{name}_port": free_port() for name in PORTS},
+        )
+        supervisor = Supervisor(Path(tmp) / "logs")
+        try:
+            platform = await start_stores(supervisor, settings, persist=False)
+            await start_services(supervisor, settings, platform, web=False)
+            org, _ = await _set_up(platform.urls["router"])
+            base = f"http://{settings.host}:{settings.executions_port}/webhook/{org}"
+            results = Path(tmp) / "results.jsonl"
+            driver = [sys.executable, str(ANCHOR / "bench.py")]
+            run = [
+                *driver,
+                "run",
+                "--label",
+                "klikkflow",
+                "--out",
+                str(results),
+                "--pid",
+                str(os.getpid()),
+                "--target",
+                "a",
+                f"{base}/bench-a",
+                "--target",
+                "b",
+                f"{base}/bench-b",
+                "--conc",
+                *[str(c) for c in args.concurrency],
+                "--duration",
+                str(args.duration),
+                "--warmup",
+                str(args.warmup),
+            ]
+            await asyncio.to_thread(subprocess.run, run, check=True)
+            await asyncio.sleep(3)  # bench B's executions finish after their answers
+            subprocess.run([*driver, "report", str(results)], check=True)
+            stored = await _stored(settings, platform.mongo_uri)
+            print(f"executions stored: {sum(stored.values())} {stored}")  # noqa: T201
+        finally:
+            await supervisor.stop_all()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 10, 50])
+    parser.add_argument("--duration", type=int, default=20)
+    parser.add_argument("--warmup", type=int, default=5)
+    asyncio.run(main(parser.parse_args()))
