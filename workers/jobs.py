@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from subgraphs.executions import schedules
 from subgraphs.executions.runs import runs
 
 
@@ -15,3 +16,8 @@ async def run_execution(ctx: dict[str, Any], execution_id: str) -> str | None:
 async def sweep_executions(ctx: dict[str, Any]) -> int:
     """Cron: enqueue again the running executions whose worker died."""
     return len(await runs.sweep(ctx["redis"], ctx["queue"]))
+
+
+async def fire_schedules(ctx: dict[str, Any]) -> int:
+    """Cron: start the executions of schedules whose tick has come (once per tick)."""
+    return await schedules.fire_due(ctx["redis"], ctx["queue"])

@@ -15,7 +15,7 @@ from subgraphs.executions.runs import RunSettings, runs
 from subgraphs.executions.service import RUN_EXECUTION
 from subgraphs.workflows.credentials import credential as credential_service
 from subgraphs.workflows.models import DOCUMENTS as WORKFLOW_DOCUMENTS
-from workers.jobs import run_execution, sweep_executions
+from workers.jobs import fire_schedules, run_execution, sweep_executions
 
 SWEEP_EVERY_SECONDS = 3
 
@@ -46,7 +46,14 @@ def build_worker(settings: WorkerSettings, *, burst: bool = False) -> Worker:
                 second=set(range(0, 60, SWEEP_EVERY_SECONDS)),
                 run_at_startup=True,
                 unique=False,
-            )
+            ),
+            cron(
+                fire_schedules,
+                name="schedules.fire",
+                second=set(range(60)),
+                run_at_startup=True,
+                unique=False,
+            ),
         ],
         redis_settings=arq_redis_settings(settings.redis_url),
         on_startup=startup,

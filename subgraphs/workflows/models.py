@@ -128,6 +128,8 @@ class ScheduleRegistration(Document):
     node: str
     timezone: str
     next_run_at: datetime
+    parameters: dict[str, Any] = Field(default_factory=dict)  # the Schedule Trigger's
+    workflow_timezone: str = "UTC"
     created_at: datetime = Field(default_factory=now)
 
     class Settings:

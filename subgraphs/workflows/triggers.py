@@ -66,6 +66,8 @@ def _schedules(
                     node=node.name,
                     timezone=zone,
                     next_run_at=next_fire(params, at, workflow.settings.timezone),
+                    parameters=node.parameters,
+                    workflow_timezone=workflow.settings.timezone,
                 )
             )
     return found
