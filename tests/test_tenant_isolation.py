@@ -157,7 +157,7 @@ LISTS = {
     "workflows": "{ workflows { edges { node { id } } } }",
     "credentials": "{ credentials { id } }",
     "variables": "{ variables { key value } }",
-    "executions": "{ executions { id } }",
+    "executions": "{ executions { edges { node { id } } } }",
     "knowledgeBases": "{ knowledgeBases { id } }",
     "members": "{ members { user { id } } }",
     "apiKeys": "{ apiKeys { id } }",
@@ -189,15 +189,30 @@ async def test_lists_hold_nothing_of_the_other_tenant(platform, client, tenants,
         await gql(
             client,
             platform.router_url,
-            "query ($w: ID!) { executions(workflowId: $w) { id } }",
+            "query ($w: ID!) { executions(filter: {workflowId: $w}) { edges { cursor } } }",
             {"w": alice.workflow},
             bob.token,
         )
     )
-    assert filtered["executions"] == []
+    assert filtered["executions"] == {"edges": []}
 
 
 MUTATIONS = {
+    "deleteExecution": (
+        "mutation ($id: ID!) { deleteExecution(input: {id: $id}) { __typename } }",
+        "execution",
+        "NotFoundError",
+    ),
+    "rerunExecution": (
+        "mutation ($id: ID!) { rerunExecution(input: {id: $id}) { __typename } }",
+        "execution",
+        "NotFoundError",
+    ),
+    "retryExecution": (
+        "mutation ($id: ID!) { retryExecution(input: {id: $id}) { __typename } }",
+        "execution",
+        "NotFoundError",
+    ),
     "cancelExecution": (
         "mutation ($id: ID!) { cancelExecution(input: {id: $id}) { __typename } }",
         "execution",

@@ -49,7 +49,9 @@ error { message node type } workflow { id name }
 
 LIST_QUERY = f"""\
 query Executions($workflowId: ID, $first: Int!) {{
-  executions(workflowId: $workflowId, first: $first) {{ {SUMMARY_FIELDS} }}
+  executions(first: $first, filter: {{workflowId: $workflowId}}) {{
+    edges {{ node {{ {SUMMARY_FIELDS} }} }}
+  }}
 }}
 """
 
@@ -99,8 +101,9 @@ async def list_executions(api: Api, workflow_id: str | None) -> tuple[list[JSON]
     """
     variables = {"workflowId": workflow_id, "first": LIST_SIZE}
     response = await api.call(LIST_QUERY, variables)
-    found = (response.data or {}).get("executions")
-    executions = [e for e in found or [] if isinstance(e, dict)]
+    found = (response.data or {}).get("executions") or {}
+    edges = found.get("edges") if isinstance(found, dict) else None
+    executions = [e["node"] for e in edges or [] if isinstance(e, dict) and e.get("node")]
     return executions, (error_text(response) if response.errors else None)
 
 

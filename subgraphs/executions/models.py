@@ -33,6 +33,7 @@ class ExecutionDocument(Document):
     items: list[dict[str, Any]] = Field(default_factory=list)  # what the start node gets
     start_node: str | None = None
     error: dict[str, Any] | None = None  # why it failed: message, node, type
+    retry_of: PydanticObjectId | None = None  # the failed execution this one goes on from
     status: ExecutionStatus = ExecutionStatus.QUEUED
     created_at: datetime = Field(default_factory=now)
     started_at: datetime | None = None
@@ -40,14 +41,14 @@ class ExecutionDocument(Document):
 
     class Settings:
         name = "executions"
+        # History pages walk these newest first (by id); see repository.page.
         indexes = [
-            IndexModel([("organization_id", ASCENDING), ("created_at", DESCENDING)]),
+            IndexModel([("organization_id", ASCENDING), ("_id", DESCENDING)]),
             IndexModel(
-                [
-                    ("organization_id", ASCENDING),
-                    ("workflow_id", ASCENDING),
-                    ("created_at", DESCENDING),
-                ]
+                [("organization_id", ASCENDING), ("workflow_id", ASCENDING), ("_id", DESCENDING)]
+            ),
+            IndexModel(
+                [("organization_id", ASCENDING), ("status", ASCENDING), ("_id", DESCENDING)]
             ),
             IndexModel([("status", ASCENDING), ("started_at", ASCENDING)]),  # recovery sweep
         ]

@@ -3,13 +3,24 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from beanie import PydanticObjectId
+from bson import ObjectId
 
 from klikkflow.kit.auth import Viewer
 from klikkflow.kit.stores import object_id
-from subgraphs.executions.models import ExecutionDocument, ExecutionEventDocument
+from subgraphs.executions.models import ExecutionDocument, ExecutionEventDocument, ExecutionStatus
+
+
+@dataclass(frozen=True)
+class ExecutionFilter:
+    workflow_id: str | None = None
+    statuses: tuple[ExecutionStatus, ...] = ()
+    since: datetime | None = None  # created at or after
+    until: datetime | None = None  # created before
 
 
 class ExecutionRepository:
@@ -23,13 +34,52 @@ class ExecutionRepository:
         ).to_list()
         return {str(e.id): e for e in found}
 
-    async def recent(
-        self, viewer: Viewer, workflow_id: str | None, limit: int
+    async def page(
+        self, viewer: Viewer, filter: ExecutionFilter, after: str | None, limit: int
     ) -> list[ExecutionDocument]:
-        query: dict[str, object] = {"organization_id": object_id(viewer.organization_id)}
-        if workflow_id is not None:
-            query["workflow_id"] = object_id(workflow_id)
-        return await ExecutionDocument.find(query).sort("-created_at").limit(limit).to_list()
+        """Newest first, keyset-paged by id (ids grow with time): every filter combination
+        walks an index and nothing counts a whole collection."""
+        query: dict[str, Any] = {"organization_id": object_id(viewer.organization_id)}
+        if filter.workflow_id is not None:
+            query["workflow_id"] = object_id(filter.workflow_id)
+        if filter.statuses:
+            query["status"] = {"$in": [s.value for s in filter.statuses]}
+        ids: dict[str, ObjectId] = {}
+        if filter.since is not None:
+            ids["$gte"] = ObjectId.from_datetime(filter.since)
+        if filter.until is not None:
+            ids["$lt"] = ObjectId.from_datetime(filter.until)
+        if after is not None:
+            cursor = object_id(after)
+            if cursor is None:
+                return []
+            ids["$lt"] = min(ids.get("$lt", cursor), cursor)
+        if ids:
+            query["_id"] = ids
+        return await ExecutionDocument.find(query).sort("-_id").limit(limit).to_list()
+
+    async def copy_log(self, execution: ExecutionDocument, logged: list[dict[str, Any]]) -> None:
+        """Start `execution`'s log with these engine events (after its queued event)."""
+        if not logged:
+            return
+        await ExecutionEventDocument.get_pymongo_collection().insert_many(
+            [
+                {
+                    "execution_id": execution.id,
+                    "organization_id": execution.organization_id,
+                    "seq": seq,
+                    "type": event["type"],
+                    "status": ExecutionStatus.RUNNING.value,
+                    "at": datetime.fromisoformat(event["at"]),
+                    "data": {"engine": event},
+                }
+                for seq, event in enumerate(logged, start=2)
+            ]
+        )
+
+    async def delete(self, execution: ExecutionDocument) -> None:
+        await ExecutionEventDocument.find({"execution_id": execution.id}).delete()
+        await execution.delete()
 
     async def by_id_unscoped(self, execution_id: str) -> ExecutionDocument | None:
         """For the worker, which acts for the system and not for a viewer."""

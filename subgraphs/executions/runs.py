@@ -312,11 +312,14 @@ class RunService:
         if execution is None or execution.status in TERMINAL:
             return execution.status if execution else None
         events: list[Event]
-        if execution.status == Status.QUEUED:
+        if execution.status == Status.QUEUED and execution.retry_of is None:
             events, seq = [], 1  # nothing ran yet: the log holds its queued event only
         else:
             events, seq = await _engine_events(execution)
         sink = _Log(redis, execution, seq)
+        if events and execution.status == Status.QUEUED:  # a retry: it goes on running
+            _move(execution, Status.RUNNING, events[0])
+            sink.status_changed = True
         try:
             return await self._run_logged(redis, queue, execution, events, sink)
         finally:

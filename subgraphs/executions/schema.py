@@ -1,6 +1,7 @@
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Awaitable
+from typing import Any
 
 import strawberry
 
@@ -16,15 +17,21 @@ from klikkflow.kit.graphql import (
     validation_error,
 )
 from subgraphs.executions.loaders import execution_loader
+from subgraphs.executions.models import ExecutionDocument
 from subgraphs.executions.runs import runs
 from subgraphs.executions.service import ExecutionNotFound, WorkflowNotFound
 from subgraphs.executions.service import execution as execution_service
 from subgraphs.executions.types import (
     CancelExecutionResult,
     CancelExecutionSuccess,
+    DeleteExecutionResult,
+    DeleteExecutionSuccess,
     Execution,
+    ExecutionConnection,
     ExecutionEvent,
+    ExecutionFilterInput,
     ExecutionIdInput,
+    RetryExecutionResult,
     RunWorkflowInput,
     RunWorkflowResult,
     RunWorkflowSuccess,
@@ -43,15 +50,21 @@ class Query:
         found = await execution_loader(info.context).load(str(id))
         return Execution.from_model(found) if found else None
 
-    @strawberry.field(description="Your organization's executions, newest first.")
+    @strawberry.field(
+        description="Your organization's executions, newest first (Relay paging), filtered by "
+        "workflow, status and creation time."
+    )
     async def executions(
-        self, info: strawberry.Info, workflow_id: strawberry.ID | None = None, first: int = 20
-    ) -> list[Execution]:
+        self,
+        info: strawberry.Info,
+        first: int = 20,
+        after: str | None = None,
+        filter: ExecutionFilterInput | None = None,
+    ) -> ExecutionConnection:
         viewer = info.context.require_viewer()
-        found = await execution_service.recent(
-            viewer, str(workflow_id) if workflow_id else None, first
-        )
-        return [Execution.from_model(e) for e in found]
+        domain = (filter or ExecutionFilterInput()).to_domain()
+        found, more = await execution_service.page(viewer, domain, first, after)
+        return ExecutionConnection.from_page(found, more)
 
 
 @strawberry.type
@@ -90,6 +103,60 @@ class Mutation:
         await runs.cancel(info.context.state.redis, found, viewer.user_id)
         now = await execution_service.get(viewer, str(input.id))
         return CancelExecutionSuccess(execution=Execution.from_model(now or found))
+
+    @strawberry.mutation(description="Delete a finished execution and its log.")
+    async def delete_execution(
+        self, info: strawberry.Info, input: ExecutionIdInput
+    ) -> DeleteExecutionResult:
+        viewer = info.context.require_viewer()
+        try:
+            gone = await execution_service.delete(viewer, str(input.id))
+        except ExecutionNotFound as exc:
+            return NotFoundError(message=str(exc), id=input.id)
+        except InvalidInput as exc:
+            return validation_error(exc, "cannot delete")
+        except NotAllowed as exc:
+            return ForbiddenError(message=str(exc))
+        return DeleteExecutionSuccess(id=strawberry.ID(gone))
+
+    @strawberry.mutation(
+        description="Run the workflow again with the execution's start items, on its latest "
+        "version."
+    )
+    async def rerun_execution(
+        self, info: strawberry.Info, input: ExecutionIdInput
+    ) -> RetryExecutionResult:
+        state = info.context.state
+        call = execution_service.rerun(
+            info.context.require_viewer(), str(input.id), state.redis, state.queue
+        )
+        result: RetryExecutionResult = await _started(call, input.id)
+        return result
+
+    @strawberry.mutation(
+        description="Go on with a failed execution from its failed node (a new execution on "
+        "the same version; finished nodes keep their outputs and do not run again)."
+    )
+    async def retry_execution(
+        self, info: strawberry.Info, input: ExecutionIdInput
+    ) -> RetryExecutionResult:
+        state = info.context.state
+        call = execution_service.retry(
+            info.context.require_viewer(), str(input.id), state.redis, state.queue
+        )
+        result: RetryExecutionResult = await _started(call, input.id)
+        return result
+
+
+async def _started(call: Awaitable[ExecutionDocument], execution_id: strawberry.ID) -> Any:
+    try:
+        return RunWorkflowSuccess(execution=Execution.from_model(await call))
+    except (ExecutionNotFound, WorkflowNotFound) as exc:
+        return NotFoundError(message=str(exc), id=execution_id)
+    except InvalidInput as exc:
+        return validation_error(exc, "cannot start")
+    except NotAllowed as exc:
+        return ForbiddenError(message=str(exc))
 
 
 @strawberry.type

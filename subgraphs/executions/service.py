@@ -23,7 +23,7 @@ from subgraphs.executions.models import (
     ExecutionEventDocument,
     ExecutionStatus,
 )
-from subgraphs.executions.repository import repository
+from subgraphs.executions.repository import ExecutionFilter, repository
 from subgraphs.workflows.service import workflow as workflow_service
 
 RUN_EXECUTION = "executions.run"  # arq job name; the job id is the execution id
@@ -134,6 +134,13 @@ def fold_node_runs(logged: list[dict[str, Any]]) -> list[NodeRunRecord]:
     return list(runs.values())
 
 
+def _final_failure(event: dict[str, Any]) -> bool:
+    """What made an execution fail: its end, and node failures with no retry to come."""
+    if event["type"] == "execution.finished":
+        return True
+    return event["type"] == "node.failed" and not event.get("retry_at")
+
+
 class ExecutionService:
     async def create(
         self, viewer: Viewer, workflow_id: str, items: list[dict[str, Any]]
@@ -213,10 +220,62 @@ class ExecutionService:
         found = await repository.by_ids(viewer, ids)
         return [found.get(i) for i in ids]
 
-    async def recent(
-        self, viewer: Viewer, workflow_id: str | None, first: int
-    ) -> list[ExecutionDocument]:
-        return await repository.recent(viewer, workflow_id, max(1, min(first, MAX_PAGE)))
+    async def page(
+        self, viewer: Viewer, filter: ExecutionFilter, first: int, after: str | None
+    ) -> tuple[list[ExecutionDocument], bool]:
+        """A page of executions, newest first, and whether another page follows."""
+        limit = max(1, min(first, MAX_PAGE))
+        found = await repository.page(viewer, filter, after, limit + 1)
+        return found[:limit], len(found) > limit
+
+    async def _mine(self, viewer: Viewer, execution_id: str) -> ExecutionDocument:
+        require(viewer, "workflow.run")
+        found = await self.get(viewer, execution_id)
+        if found is None:
+            raise ExecutionNotFound(execution_id)
+        return found
+
+    async def delete(self, viewer: Viewer, execution_id: str) -> str:
+        """Delete a finished execution and its log (an unfinished one: cancel it first)."""
+        found = await self._mine(viewer, execution_id)
+        if found.status not in TERMINAL:
+            raise InvalidInput({"id": f"the execution is {found.status.value}: cancel it first"})
+        await repository.delete(found)
+        return execution_id
+
+    async def rerun(
+        self, viewer: Viewer, execution_id: str, redis: Redis, queue: ArqRedis
+    ) -> ExecutionDocument:
+        """Run the workflow again with the same start items, on its latest version."""
+        old = await self._mine(viewer, execution_id)
+        execution = await self.create(viewer, str(old.workflow_id), old.items)
+        execution.start_node = old.start_node
+        await execution.save()
+        return await self.enqueue(redis, queue, execution)
+
+    async def retry(
+        self, viewer: Viewer, execution_id: str, redis: Redis, queue: ArqRedis
+    ) -> ExecutionDocument:
+        """Go on with a failed execution from its failed node, as a new execution on the
+        same version: the nodes that finished keep their outputs and do not run again;
+        the node that failed runs again with the same inputs."""
+        old = await self._mine(viewer, execution_id)
+        if old.status != ExecutionStatus.FAILED:
+            raise InvalidInput({"id": "only a failed execution goes on from its failed node"})
+        logged = await repository.engine_events(old)
+        kept = [e for e in logged if not _final_failure(e)]
+        execution = ExecutionDocument(
+            organization_id=old.organization_id,
+            workflow_id=old.workflow_id,
+            workflow_version=old.workflow_version,
+            items=old.items,
+            start_node=old.start_node,
+            mode="retry",
+            retry_of=old.id,
+        )
+        await execution.insert()
+        await repository.copy_log(execution, kept)
+        return await self.enqueue(redis, queue, execution)
 
     async def node_runs(self, execution: ExecutionDocument) -> list[NodeRunRecord]:
         logged = await repository.engine_events(execution)

@@ -9,6 +9,7 @@ from strawberry.scalars import JSON
 from klikkflow.kit.graphql import ForbiddenError, NotFoundError, ValidationError
 from subgraphs.executions.models import ExecutionDocument
 from subgraphs.executions.models import ExecutionStatus as ExecutionStatusModel
+from subgraphs.executions.repository import ExecutionFilter
 from subgraphs.executions.service import Event, NodeRunRecord
 
 ExecutionStatus = strawberry.enum(ExecutionStatusModel, description="Where an execution stands.")
@@ -167,4 +168,69 @@ class CancelExecutionSuccess:
 CancelExecutionResult = Annotated[
     CancelExecutionSuccess | ValidationError | NotFoundError | ForbiddenError,
     strawberry.union("CancelExecutionResult", description="Outcome of cancelExecution."),
+]
+
+
+@strawberry.federation.type(shareable=True, description="Where a page of a connection ends.")
+class PageInfo:
+    has_next_page: bool = strawberry.field(description="Whether another page follows.")
+    end_cursor: str | None = strawberry.field(description="Pass as `after` for the next page.")
+
+
+@strawberry.type(description="An execution and its cursor.")
+class ExecutionEdge:
+    cursor: str = strawberry.field(description="Pass as `after` to continue after it.")
+    node: Execution = strawberry.field(description="The execution.")
+
+
+@strawberry.type(description="A page of executions, newest first.")
+class ExecutionConnection:
+    edges: list[ExecutionEdge] = strawberry.field(description="The executions of this page.")
+    page_info: PageInfo = strawberry.field(description="Where this page ends.")
+
+    @classmethod
+    def from_page(cls, found: list[ExecutionDocument], more: bool) -> ExecutionConnection:
+        edges = [ExecutionEdge(cursor=str(e.id), node=Execution.from_model(e)) for e in found]
+        end = edges[-1].cursor if edges else None
+        return cls(edges=edges, page_info=PageInfo(has_next_page=more, end_cursor=end))
+
+
+@strawberry.input(description="Which executions to list.")
+class ExecutionFilterInput:
+    workflow_id: strawberry.ID | None = strawberry.field(
+        default=None, description="Only this workflow's executions."
+    )
+    statuses: list[ExecutionStatus] = strawberry.field(  # type: ignore[valid-type]
+        default_factory=list, description="Only executions in one of these statuses."
+    )
+    since: datetime | None = strawberry.field(
+        default=None, description="Only executions created at or after this time."
+    )
+    until: datetime | None = strawberry.field(
+        default=None, description="Only executions created before this time."
+    )
+
+    def to_domain(self) -> ExecutionFilter:
+        return ExecutionFilter(
+            workflow_id=str(self.workflow_id) if self.workflow_id else None,
+            statuses=tuple(ExecutionStatusModel(s.value) for s in self.statuses),
+            since=self.since,
+            until=self.until,
+        )
+
+
+@strawberry.type(description="The execution and its log were deleted.")
+class DeleteExecutionSuccess:
+    id: strawberry.ID = strawberry.field(description="The deleted execution's id.")
+
+
+DeleteExecutionResult = Annotated[
+    DeleteExecutionSuccess | ValidationError | NotFoundError | ForbiddenError,
+    strawberry.union("DeleteExecutionResult", description="Outcome of deleteExecution."),
+]
+RetryExecutionResult = Annotated[
+    RunWorkflowSuccess | ValidationError | NotFoundError | ForbiddenError,
+    strawberry.union(
+        "RetryExecutionResult", description="Outcome of rerunExecution and retryExecution."
+    ),
 ]

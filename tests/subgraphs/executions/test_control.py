@@ -135,8 +135,9 @@ async def test_an_execution_cannot_be_cancelled_by_a_viewer(platform, client):
             token=account.token,
         )
     )["createApiKey"]["secret"]
-    ids = data(
-        await gql(client, platform.router_url, "{ executions { id } }", token=account.token)
-    )["executions"]
-    answer = await _cancel(client, platform, replace(account, token=key), ids[0]["id"])
+    query = "{ executions { edges { node { id } } } }"
+    edges = data(await gql(client, platform.router_url, query, token=account.token))["executions"][
+        "edges"
+    ]
+    answer = await _cancel(client, platform, replace(account, token=key), edges[0]["node"]["id"])
     assert answer["__typename"] == "ForbiddenError"

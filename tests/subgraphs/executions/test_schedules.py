@@ -13,8 +13,8 @@ from tests.factories.workflows import create_workflow, link, node
 
 ACTIVATE = """mutation ($id: ID!) { activateWorkflow(input: {id: $id}) { __typename } }"""
 DEACTIVATE = """mutation ($id: ID!) { deactivateWorkflow(input: {id: $id}) { __typename } }"""
-RUNS = """query ($id: ID!) { executions(workflowId: $id, first: 100) { id mode status
-  nodes { node outputs } } }"""
+RUNS = """query ($id: ID!) { executions(first: 100, filter: {workflowId: $id}) { edges { node {
+  id mode status nodes { node outputs } } } } }"""
 
 
 def scheduled(cron: str, zone: str = "UTC") -> dict:
@@ -32,7 +32,7 @@ def scheduled(cron: str, zone: str = "UTC") -> dict:
 
 async def _runs(client, platform, account, workflow_id) -> list[dict]:
     found = data(await gql(client, platform.router_url, RUNS, {"id": workflow_id}, account.token))
-    return found["executions"]
+    return [edge["node"] for edge in found["executions"]["edges"]]
 
 
 def _ticks(runs: list[dict]) -> list[str]:

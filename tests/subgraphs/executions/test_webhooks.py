@@ -223,9 +223,12 @@ async def test_bad_requests_get_clear_answers_and_start_nothing(platform, client
     base = f"{_base(platform)}/webhook/{account.organization_id}"
     before = data(
         await gql(
-            client, platform.router_url, "{ executions(first: 100) { id } }", token=account.token
+            client,
+            platform.router_url,
+            "{ executions(first: 100) { edges { node { id } } } }",
+            token=account.token,
         )
-    )["executions"]
+    )["executions"]["edges"]
     big = await client.post(
         f"{base}/strict",
         content=b"x" * (20 * 1024 * 1024),
@@ -243,9 +246,12 @@ async def test_bad_requests_get_clear_answers_and_start_nothing(platform, client
     assert wrong_method.status_code == 404
     after = data(
         await gql(
-            client, platform.router_url, "{ executions(first: 100) { id } }", token=account.token
+            client,
+            platform.router_url,
+            "{ executions(first: 100) { edges { node { id } } } }",
+            token=account.token,
         )
-    )["executions"]
+    )["executions"]["edges"]
     assert len(after) == len(before)
 
 
