@@ -356,6 +356,9 @@ class RunService:
         finally:
             watcher.cancel()
             runner.close()
+        if state.status == ExecutionStatus.FAILED:
+            await sink.flush()  # the failure is on record before anything reacts to it
+            await self._error_workflow(redis, queue, execution, runner, state)
         if state.status == ExecutionStatus.WAITING and state.parked and state.parked.until:
             # Nothing sleeps: a deferred job wakes the execution when its wait is over.
             wake = f"{execution_id}:wake:{sink.seq}"
@@ -396,6 +399,52 @@ class RunService:
             node_extras={
                 "ssrf_policy": SsrfPolicy(allow_private=self.settings.allow_private_network)
             },
+        )
+
+    async def _error_workflow(
+        self,
+        redis: Redis,
+        queue: ArqRedis,
+        execution: ExecutionDocument,
+        runner: Runner,
+        state: State,
+    ) -> None:
+        """Start the workflow's error workflow (settings.errorWorkflow) at its Error
+        Trigger with what failed, as n8n does. Failures of error runs start nothing."""
+        target = runner.graph.workflow.settings.error_workflow
+        if not target or execution.mode == "error":
+            return
+        org = str(execution.organization_id)
+        system = Viewer(user_id="", organization_id=org, role="viewer")
+        head = await workflow_service.get(system, target)
+        if head is None or head.id is None or head.archived_at is not None:
+            log.warning("execution %s: error workflow %s not found", execution.id, target)
+            return
+        number = head.active_version or head.version
+        workflow = await workflow_service.for_run(system, target, number)
+        trigger = next(
+            (n.name for n in workflow.nodes if n.type == "errorTrigger" and not n.disabled), None
+        )
+        if trigger is None:
+            log.warning(
+                "execution %s: error workflow %s has no Error Trigger", execution.id, target
+            )
+            return
+        error = state.error.model_dump() if state.error else {}
+        item = {
+            "json": {
+                "execution": {
+                    "id": str(execution.id),
+                    "mode": execution.mode,
+                    "retryOf": str(execution.retry_of) if execution.retry_of else None,
+                    "error": {"message": error.get("message", ""), "type": error.get("type")},
+                    "lastNodeExecuted": error.get("node"),
+                },
+                "workflow": {"id": str(execution.workflow_id), "name": runner.graph.workflow.name},
+            }
+        }
+        await execution_service.submit_trigger(
+            redis, queue, head.organization_id, head.id, number, trigger, [item], "error"
         )
 
     async def _graph(self, execution: ExecutionDocument) -> Graph:

@@ -4,6 +4,7 @@ failed with their reason, and a run cut short by a dead worker goes on from its 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
@@ -13,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from tests.factories.executions import RUN, output, run_and_wait, wait_for_status
+from tests.factories.executions import RUN, output, run_and_wait, start_run, wait_for_status
 from tests.factories.graphql import data, gql
 from tests.factories.identity import sign_up
 from tests.factories.servers import serve
@@ -246,3 +247,49 @@ async def test_a_run_cut_short_by_a_dead_worker_goes_on_from_its_log(platform, c
     runs = {n["node"]: n for n in done["nodes"]}
     assert {name: r["tries"] for name, r in runs.items()} == {"Start": 1, "A": 1, "B": 2, "C": 1}
     assert output(done, "C") == [{"n": 1}]
+
+
+async def test_a_failure_starts_the_error_workflow_with_what_failed(platform, client):
+    account = await sign_up(client, platform.router_url, "Error watchers")
+    handler = await create_workflow(
+        client,
+        platform.router_url,
+        account,
+        "On error",
+        {
+            "nodes": [node("Caught", "errorTrigger"), node("Alert")],
+            "connections": [link("Caught", "Alert")],
+        },
+    )
+    stop = node("Stop", "stopAndError", parameters={"errorMessage": "disk full"})
+    failing = await create_workflow(
+        client,
+        platform.router_url,
+        account,
+        "Fragile",
+        {
+            "nodes": [node("Start", "manualTrigger"), stop],
+            "connections": [link("Start", "Stop")],
+            "settings": {"errorWorkflow": handler},
+        },
+    )
+    failed_id = await start_run(client, platform.router_url, account, failing)
+    failed = await wait_for_status(client, platform.router_url, account, failed_id)
+    assert failed["status"] == "FAILED"
+    query = """query ($id: ID!) { executions(filter: {workflowId: $id}) { edges { node {
+      id mode status } } } }"""
+    for _ in range(100):
+        found = data(await gql(client, platform.router_url, query, {"id": handler}, account.token))
+        edges = found["executions"]["edges"]
+        if edges:
+            break
+        await asyncio.sleep(0.05)
+    [edge] = edges
+    assert edge["node"]["mode"] == "error"
+    caught = await wait_for_status(client, platform.router_url, account, edge["node"]["id"])
+    assert caught["status"] == "SUCCEEDED"
+    [item] = output(caught, "Alert")
+    assert item["execution"]["id"] == failed_id
+    assert item["execution"]["error"]["message"] == "disk full"
+    assert item["execution"]["lastNodeExecuted"] == "Stop"
+    assert item["workflow"] == {"id": failing, "name": "Fragile"}
