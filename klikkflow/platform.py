@@ -138,12 +138,25 @@ async def start_services(
     await sup.start(router)
     platform.urls["router"] = f"http://{host}:{settings.router_port}/graphql"
 
+    metrics_port = settings.worker_metrics_port
+    worker_env = {
+        **env,
+        "KLIKKFLOW_WORKER_METRICS_HOST": host,
+        "KLIKKFLOW_WORKER_METRICS_PORT": str(metrics_port),
+    }
     worker = ServiceSpec(
-        "worker", _python("worker"), env=env, ready=partial(_worker_alive, platform.redis_url)
+        "worker",
+        _python("worker"),
+        env=worker_env,
+        port=metrics_port or None,
+        host=host,
+        ready=partial(_worker_alive, platform.redis_url),
     )
     worker.url = f"arq worker on {platform.redis_url}"
     await sup.start(worker)
     platform.urls["worker"] = worker.url
+    if metrics_port:
+        platform.urls["worker-metrics"] = f"http://{host}:{metrics_port}/metrics"
     names = ["router", "worker"]
     if web:
         web_env = {**env, "KLIKKFLOW_ROUTER_URL": platform.router_url}

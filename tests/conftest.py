@@ -55,6 +55,7 @@ def platform_settings(data_dir: Path, smtp_port: int = 0) -> PlatformSettings:
             "workflows",
             "executions",
             "ai",
+            "worker_metrics",
             "web",
             "mongo",
             "postgres",

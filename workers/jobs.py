@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
+from klikkflow.kit import metrics
 from subgraphs.executions import schedules
+from subgraphs.executions.models import TERMINAL
 from subgraphs.executions.runs import runs
 
 
 async def run_execution(ctx: dict[str, Any], execution_id: str) -> str | None:
-    status = await runs.execute(ctx["redis"], ctx["queue"], execution_id)
+    started = time.perf_counter()
+    with metrics.BUSY_SLOTS.track_inprogress():
+        status = await runs.execute(ctx["redis"], ctx["queue"], execution_id)
+    if status in TERMINAL:
+        metrics.execution_finished(status.value, time.perf_counter() - started)
     return status.value if status else None
 
 

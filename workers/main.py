@@ -7,10 +7,12 @@ from typing import Any
 from arq import cron, func
 from arq.worker import Worker, async_check_health
 
+from klikkflow.kit.metrics import serve_worker_metrics
 from klikkflow.kit.settings import WorkerSettings
 from klikkflow.kit.stores import WORKER_HEALTH_KEY, arq_redis_settings, create_redis, init_mongo
 from klikkflow.kit.vault import LocalKeyProvider
 from subgraphs.executions.models import DOCUMENTS as EXECUTION_DOCUMENTS
+from subgraphs.executions.models import TERMINAL
 from subgraphs.executions.runs import RunSettings, runs
 from subgraphs.executions.service import RUN_EXECUTION
 from subgraphs.workflows.credentials import credential as credential_service
@@ -30,8 +32,17 @@ def build_worker(settings: WorkerSettings, *, burst: bool = False) -> Worker:
         provider = LocalKeyProvider(settings.credentials_master_keys, settings.secret_key)
         credential_service.configure(settings, provider)
         runs.configure(RunSettings(allow_private_network=settings.allow_private_network))
+        if settings.worker_metrics_port:
+            ctx["metrics"] = serve_worker_metrics(
+                settings.worker_metrics_host,
+                settings.worker_metrics_port,
+                settings.worker_max_jobs,
+                [status.value for status in TERMINAL],
+            )
 
     async def shutdown(ctx: dict[str, Any]) -> None:
+        if "metrics" in ctx:
+            ctx["metrics"].close()
         if "queue" in ctx and "redis" in ctx:
             await ctx["redis"].aclose()
         if "mongo" in ctx:

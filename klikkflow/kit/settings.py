@@ -20,6 +20,7 @@ DEFAULT_PORTS = {
     "workflows": 4002,
     "executions": 4003,
     "ai": 4004,
+    "worker_metrics": 4005,
     "web": 8080,
     "mongo": 27027,
     "postgres": 5433,
@@ -123,6 +124,10 @@ class WorkerSettings(StoreSettings, AuthSettings, VaultSettings, NetworkSettings
     worker_max_jobs: int = 10
     worker_poll_delay: float = 0.02
     worker_job_timeout: int = 3600
+    worker_metrics_host: str = "127.0.0.1"
+    worker_metrics_port: int = Field(
+        default=0, description="Port of the worker's Prometheus /metrics server; 0: none"
+    )
 
 
 class WebSettings(AuthSettings):
@@ -148,6 +153,7 @@ class PlatformSettings(StoreSettings, AuthSettings, MailSettings, VaultSettings,
     workflows_port: int = DEFAULT_PORTS["workflows"]
     executions_port: int = DEFAULT_PORTS["executions"]
     ai_port: int = DEFAULT_PORTS["ai"]
+    worker_metrics_port: int = DEFAULT_PORTS["worker_metrics"]
     web_port: int = DEFAULT_PORTS["web"]
     mongo_port: int = DEFAULT_PORTS["mongo"]
     postgres_port: int = DEFAULT_PORTS["postgres"]

@@ -22,6 +22,7 @@ SERVICES = (
     "workflows",
     "executions",
     "ai",
+    "worker_metrics",
     "web",
     "mongo",
     "postgres",
