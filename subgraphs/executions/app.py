@@ -12,7 +12,7 @@ from klikkflow.kit.health import mongo_check, redis_check
 from klikkflow.kit.settings import SubgraphSettings
 from klikkflow.kit.stores import create_arq_pool, create_redis, init_mongo
 from klikkflow.kit.vault import LocalKeyProvider
-from subgraphs.executions import webhooks
+from subgraphs.executions import metrics, webhooks
 from subgraphs.executions.models import DOCUMENTS as EXECUTION_DOCUMENTS
 from subgraphs.executions.schema import schema
 from subgraphs.workflows.credentials import credential as credential_service
@@ -44,4 +44,6 @@ def create_app(settings: SubgraphSettings | None = None) -> Starlette:
             await app.state.redis.aclose()
             await mongo.close()
 
-    return subgraph_app("executions", schema, settings, lifespan, routes=webhooks.ROUTES)
+    return subgraph_app(
+        "executions", schema, settings, lifespan, routes=[*webhooks.ROUTES, *metrics.ROUTES]
+    )

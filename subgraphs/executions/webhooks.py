@@ -26,6 +26,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from klikkflow.engine.workflow import NodeSpec, Workflow
+from klikkflow.kit import metrics
 from klikkflow.kit.auth import Viewer
 from klikkflow.kit.stores import object_id
 from klikkflow.nodes.triggers import WebhookParams
@@ -245,6 +246,7 @@ async def _handle(request: Request, test: bool) -> Response:
         await _authenticate(target, request, raw)
         body = _parse_body(raw, request.headers.get("content-type", ""))
     except WebhookRefused as exc:
+        metrics.webhook_request(str(exc.status))
         return _refuse(exc.status, str(exc))
     state = request.app.state
     execution = await execution_service.submit_trigger(
@@ -257,6 +259,7 @@ async def _handle(request: Request, test: bool) -> Response:
         [_item(request, body)],
         "webhook-test" if test else "webhook",
     )
+    metrics.webhook_request("started")
     execution_id = str(execution.id)
     mode = target.params.response_mode
     if mode == "onReceived":

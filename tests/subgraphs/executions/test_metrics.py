@@ -1,4 +1,5 @@
-"""Prometheus metrics as an operator scrapes them over HTTP: each worker's /metrics
+"""Prometheus metrics as an operator scrapes them over HTTP: the executions service's
+/metrics (queue depth, unfinished executions, webhook requests) and each worker's
 (busy slots, finished executions, durations)."""
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from klikkflow.kit.settings import WorkerSettings
 from tests.factories.executions import run_and_wait, start_run, wait_for_status
 from tests.factories.identity import sign_up
 from tests.factories.servers import serve
+from tests.factories.workers import paused, platform_workers
 from tests.factories.workflows import create_workflow, link, node
 
 MAX_JOBS = WorkerSettings.model_fields["worker_max_jobs"].default  # the platform's worker
@@ -33,6 +35,10 @@ async def scrape(client: httpx.AsyncClient, url: str) -> Samples:
         for family in text_string_to_metric_families(response.text)
         for sample in family.samples
     }
+
+
+def service_metrics(platform) -> str:
+    return platform.urls["executions"].removesuffix("/graphql") + "/metrics"
 
 
 def value(samples: Samples, name: str, **labels: str) -> float:
@@ -105,3 +111,42 @@ async def test_busy_slots_show_the_executions_a_worker_runs_now(platform, client
         return value(await scrape(client, worker), "klikkflow_worker_busy_slots") == 0
 
     await eventually(idle)
+
+
+async def test_queue_depth_and_queued_executions_rise_while_workers_stop_and_drain(
+    platform, client
+):
+    account = await sign_up(client, platform.router_url, "Backlog")
+    workflow_id = await create_workflow(client, platform.router_url, account, "Piling up")
+    url = service_metrics(platform)
+    with paused(platform_workers(platform.redis_url)):
+        before = await scrape(client, url)
+        started = [
+            await start_run(client, platform.router_url, account, workflow_id) for _ in range(3)
+        ]
+        piled = await scrape(client, url)
+        assert value(piled, "klikkflow_queue_depth") == value(before, "klikkflow_queue_depth") + 3
+        queued = "klikkflow_executions"
+        assert value(piled, queued, status="queued") == value(before, queued, status="queued") + 3
+    for execution_id in started:
+        await wait_for_status(client, platform.router_url, account, execution_id)
+
+    async def drained() -> bool:
+        now = await scrape(client, url)
+        return value(now, "klikkflow_executions", status="queued") == value(
+            before, "klikkflow_executions", status="queued"
+        ) and value(now, "klikkflow_queue_depth") <= value(before, "klikkflow_queue_depth")
+
+    await eventually(drained)
+
+
+async def test_webhook_requests_are_counted_by_outcome(platform, client):
+    account = await sign_up(client, platform.router_url, "Hooked")
+    url = service_metrics(platform)
+    before = await scrape(client, url)
+    base = platform.urls["executions"].removesuffix("/graphql")
+    answer = await client.post(f"{base}/webhook/{account.organization_id}/nowhere", json={})
+    assert answer.status_code == 404
+    after = await scrape(client, url)
+    requests = "klikkflow_webhook_requests_total"
+    assert value(after, requests, outcome="404") == value(before, requests, outcome="404") + 1
