@@ -388,6 +388,9 @@ NO_CROSS_TENANT_SURFACE = {
     "createWorkflow",
     "importWorkflow",
     "createCredential",
+    # Streams the caller's own organization only (tests/subgraphs/executions/test_changes.py
+    # shows another organization's runs never reach it).
+    "executionsChanged",
     "setVariable",
     "deleteVariable",
     "credentialTypes",

@@ -6,7 +6,7 @@ import time
 from typing import Any
 
 from klikkflow.kit import metrics
-from subgraphs.executions import schedules
+from subgraphs.executions import retention, schedules
 from subgraphs.executions.models import TERMINAL
 from subgraphs.executions.runs import runs
 
@@ -28,3 +28,11 @@ async def sweep_executions(ctx: dict[str, Any]) -> int:
 async def fire_schedules(ctx: dict[str, Any]) -> int:
     """Cron: start the executions of schedules whose tick has come (once per tick)."""
     return await schedules.fire_due(ctx["redis"], ctx["queue"])
+
+
+async def prune_executions(ctx: dict[str, Any]) -> int:
+    """Cron: delete finished executions beyond the retention limits."""
+    settings = ctx["settings"]
+    return await retention.prune(
+        settings.execution_retention_days, settings.execution_retention_per_workflow
+    )

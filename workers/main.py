@@ -17,7 +17,7 @@ from subgraphs.executions.runs import RunSettings, runs
 from subgraphs.executions.service import RUN_EXECUTION
 from subgraphs.workflows.credentials import credential as credential_service
 from subgraphs.workflows.models import DOCUMENTS as WORKFLOW_DOCUMENTS
-from workers.jobs import fire_schedules, run_execution, sweep_executions
+from workers.jobs import fire_schedules, prune_executions, run_execution, sweep_executions
 
 SWEEP_EVERY_SECONDS = 3
 
@@ -27,6 +27,7 @@ def build_worker(settings: WorkerSettings, *, burst: bool = False) -> Worker:
         ctx["mongo"] = await init_mongo(
             settings.mongo_uri, settings.mongo_db, [*EXECUTION_DOCUMENTS, *WORKFLOW_DOCUMENTS]
         )
+        ctx["settings"] = settings
         ctx["queue"] = ctx["redis"]  # arq's own pool: enqueues jobs
         ctx["redis"] = create_redis(settings.redis_url)
         provider = LocalKeyProvider(settings.credentials_master_keys, settings.secret_key)
@@ -58,6 +59,7 @@ def build_worker(settings: WorkerSettings, *, burst: bool = False) -> Worker:
                 run_at_startup=True,
                 unique=False,
             ),
+            cron(prune_executions, name="executions.prune", minute={7}, second={0}, unique=False),
             cron(
                 fire_schedules,
                 name="schedules.fire",

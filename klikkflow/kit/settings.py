@@ -124,6 +124,12 @@ class WorkerSettings(StoreSettings, AuthSettings, VaultSettings, NetworkSettings
     worker_max_jobs: int = 10
     worker_poll_delay: float = 0.02
     worker_job_timeout: int = 3600
+    execution_retention_days: int = Field(
+        default=30, description="Finished executions older than this are deleted; 0: never"
+    )
+    execution_retention_per_workflow: int = Field(
+        default=10_000, description="Finished executions kept per workflow, newest first; 0: all"
+    )
     worker_metrics_host: str = "127.0.0.1"
     worker_metrics_port: int = Field(
         default=0, description="Port of the worker's Prometheus /metrics server; 0: none"

@@ -19,6 +19,7 @@ import socket
 import time
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from arq.connections import ArqRedis
@@ -28,7 +29,17 @@ from redis.asyncio import Redis
 
 from klikkflow.engine.graph import Graph, InvalidWorkflow, compile_workflow
 from klikkflow.engine.runner import NoStartNode, Runner
-from klikkflow.engine.state import ErrorInfo, Event, ExecutionFinished, ExecutionStatus, State
+from klikkflow.engine.state import (
+    ErrorInfo,
+    Event,
+    ExecutionFinished,
+    ExecutionStatus,
+    NodeFailed,
+    NodeStarted,
+    NodeSucceeded,
+    State,
+)
+from klikkflow.kit import metrics
 from klikkflow.kit.auth import Viewer
 from klikkflow.nodes.http import SsrfPolicy
 from klikkflow.nodes.registry import default_registry
@@ -142,6 +153,8 @@ class _Log:
     def __init__(self, redis: Redis, execution: ExecutionDocument, seq: int) -> None:
         self.redis, self.execution, self.seq = redis, execution, seq
         self.effectful: frozenset[str] = frozenset()  # nodes to checkpoint when they finish
+        self.node_types: dict[str, str] = {}
+        self.node_started: dict[tuple[str, int], datetime] = {}
         self.pending: list[tuple[dict[str, Any], str | None]] = []
         self.status_changed = False
         self._timer: asyncio.Task[None] | None = None
@@ -163,6 +176,7 @@ class _Log:
             "data": {ENGINE: EVENTS.dump_python(event, mode="json")},
         }
         node = getattr(event, "node", None)
+        self._time(event)
         self.pending.append((entry, node))
         if event.type in self.CHECKPOINTS:
             await self.flush()
@@ -172,6 +186,16 @@ class _Log:
             self._soon(0)
         elif self._timer is None:
             self._soon(self.FLUSH_SECONDS)
+
+    def _time(self, event: Event) -> None:
+        """Node durations for the metrics (runs replayed after a crash are left out)."""
+        if isinstance(event, NodeStarted):
+            self.node_started[(event.node, event.run_index)] = event.at
+        elif isinstance(event, NodeSucceeded | NodeFailed):
+            began = self.node_started.pop((event.node, event.run_index), None)
+            if began is not None:
+                seconds = (event.at - began).total_seconds()
+                metrics.observe_node(self.node_types.get(event.node, "unknown"), seconds)
 
     def _soon(self, delay: float) -> None:
         if self._timer is not None:
@@ -189,6 +213,7 @@ class _Log:
             self._timer = None
         async with self._lock:
             batch, self.pending = self.pending, []
+            announce = self.status_changed
             if batch:  # the log first: whoever sees the new status finds its events
                 await ExecutionEventDocument.get_pymongo_collection().insert_many(
                     [entry for entry, _ in batch], ordered=True
@@ -198,6 +223,8 @@ class _Log:
                 await _save_status(self.execution)
             if batch:
                 await execution_service.publish_many(self.redis, batch)
+            if announce:
+                await execution_service.announce(self.redis, self.execution)
 
 
 def _status_after(current: Status, event: Event) -> Status:
@@ -385,6 +412,7 @@ class RunService:
         org = str(execution.organization_id)
         graph = await self._graph(execution)
         sink.effectful = frozenset(n for n, c in graph.nodes.items() if not c.impl.pure)
+        sink.node_types = {n: c.spec.type for n, c in graph.nodes.items()}
 
         async def credential(credential_type: str, credential_id: str) -> dict[str, Any]:
             return await credential_service.open_for_run(org, credential_id)

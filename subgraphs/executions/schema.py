@@ -27,6 +27,7 @@ from subgraphs.executions.types import (
     DeleteExecutionResult,
     DeleteExecutionSuccess,
     Execution,
+    ExecutionChange,
     ExecutionConnection,
     ExecutionEvent,
     ExecutionFilterInput,
@@ -174,6 +175,22 @@ class Subscription:
         redis = info.context.state.redis
         async for event in execution_service.follow(redis, str(execution_id), after):
             yield ExecutionEvent.from_event(event)
+
+    @strawberry.subscription(
+        description="Status changes of your organization's executions (of one workflow, or "
+        "all): from now on, or replayed after the cursor `after`. It does not end."
+    )
+    async def executions_changed(
+        self,
+        info: strawberry.Info,
+        workflow_id: strawberry.ID | None = None,
+        after: str | None = None,
+    ) -> AsyncGenerator[ExecutionChange, None]:
+        viewer = info.context.require_viewer()
+        redis = info.context.state.redis
+        wanted = str(workflow_id) if workflow_id else None
+        async for change in execution_service.changes(redis, viewer, wanted, after):
+            yield ExecutionChange.from_change(change)
 
 
 schema = strawberry.federation.Schema(

@@ -22,6 +22,7 @@ from subgraphs.executions.models import (
     ExecutionDocument,
     ExecutionEventDocument,
     ExecutionStatus,
+    now,
 )
 from subgraphs.executions.repository import ExecutionFilter, repository
 from subgraphs.workflows.service import workflow as workflow_service
@@ -32,6 +33,21 @@ STREAM_TTL_SECONDS = 86_400  # a finished execution's live stream, for late subs
 FINAL_VALUES = frozenset(s.value for s in TERMINAL)
 FOLLOW_BLOCK_MS = 5_000
 MAX_PAGE = 100
+
+
+def changes_key(organization_id: str) -> str:
+    return f"klikkflow:organization:{organization_id}:executions"
+
+
+@dataclass(frozen=True)
+class Change:
+    """An execution of an organization changed status (its changes stream)."""
+
+    cursor: str
+    execution_id: str
+    workflow_id: str
+    status: ExecutionStatus
+    at: datetime
 
 
 def stream_key(execution_id: str) -> str:
@@ -294,6 +310,7 @@ class ExecutionService:
             "data": {},
         }
         await self.publish_many(redis, [(entry, None)])
+        await self.announce(redis, execution)
 
     async def publish_many(
         self, redis: Redis, logged: list[tuple[dict[str, Any], str | None]]
@@ -337,6 +354,42 @@ class ExecutionService:
         return Event(
             cursor, str(event.execution_id), event.seq, event.type, event.status, event.at, node
         )
+
+    async def announce(self, redis: Redis, execution: ExecutionDocument) -> None:
+        """Put an execution's new status on its organization's changes stream."""
+        fields: dict[FieldT, EncodableT] = {
+            "execution": str(execution.id),
+            "workflow": str(execution.workflow_id),
+            "status": execution.status.value,
+            "at": now().isoformat(),
+        }
+        key = changes_key(str(execution.organization_id))
+        await redis.xadd(key, fields, maxlen=STREAM_MAXLEN, approximate=True)
+
+    async def changes(
+        self, redis: Redis, viewer: Viewer, workflow_id: str | None, after: str | None
+    ) -> AsyncIterator[Change]:
+        """Status changes of the viewer's organization's executions (of one workflow, or
+        all) from now on, or replayed after the cursor `after`."""
+        key = changes_key(viewer.organization_id)
+        if after is None:
+            last = await redis.xrevrange(key, count=1)
+            after = last[0][0] if last else "0-0"
+        cursor = after
+        while True:
+            batches = await redis.xread({key: cursor}, block=FOLLOW_BLOCK_MS)
+            for _, entries in batches or []:
+                for entry_id, fields in entries:
+                    cursor = entry_id
+                    if workflow_id is not None and fields["workflow"] != workflow_id:
+                        continue
+                    yield Change(
+                        cursor=entry_id,
+                        execution_id=fields["execution"],
+                        workflow_id=fields["workflow"],
+                        status=ExecutionStatus(fields["status"]),
+                        at=datetime.fromisoformat(fields["at"]),
+                    )
 
     async def follow(
         self, redis: Redis, execution_id: str, after: str | None

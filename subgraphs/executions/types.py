@@ -10,7 +10,7 @@ from klikkflow.kit.graphql import ForbiddenError, NotFoundError, ValidationError
 from subgraphs.executions.models import ExecutionDocument
 from subgraphs.executions.models import ExecutionStatus as ExecutionStatusModel
 from subgraphs.executions.repository import ExecutionFilter
-from subgraphs.executions.service import Event, NodeRunRecord
+from subgraphs.executions.service import Change, Event, NodeRunRecord
 
 ExecutionStatus = strawberry.enum(ExecutionStatusModel, description="Where an execution stands.")
 
@@ -234,3 +234,22 @@ RetryExecutionResult = Annotated[
         "RetryExecutionResult", description="Outcome of rerunExecution and retryExecution."
     ),
 ]
+
+
+@strawberry.type(description="An execution changed status.")
+class ExecutionChange:
+    cursor: str = strawberry.field(description="Pass as `after` to resume after this change.")
+    execution_id: strawberry.ID = strawberry.field(description="The execution.")
+    workflow_id: strawberry.ID = strawberry.field(description="Its workflow.")
+    status: ExecutionStatus = strawberry.field(description="Its status now.")
+    at: datetime = strawberry.field(description="When it changed.")
+
+    @classmethod
+    def from_change(cls, c: Change) -> ExecutionChange:
+        return cls(
+            cursor=c.cursor,
+            execution_id=strawberry.ID(c.execution_id),
+            workflow_id=strawberry.ID(c.workflow_id),
+            status=c.status,
+            at=c.at,
+        )

@@ -86,6 +86,11 @@ async def test_a_finished_run_is_counted_and_timed_by_the_worker(platform, clien
     assert value(after, "klikkflow_execution_duration_seconds_sum") > value(
         before, "klikkflow_execution_duration_seconds_sum"
     )
+    nodes = "klikkflow_node_duration_seconds_count"
+    assert (
+        value(after, nodes, node_type="manualTrigger")
+        == value(before, nodes, node_type="manualTrigger") + 1
+    )
 
 
 async def test_busy_slots_show_the_executions_a_worker_runs_now(platform, client, slow_api):
