@@ -32,7 +32,14 @@ def build_worker(settings: WorkerSettings, *, burst: bool = False) -> Worker:
         ctx["redis"] = create_redis(settings.redis_url)
         provider = LocalKeyProvider(settings.credentials_master_keys, settings.secret_key)
         credential_service.configure(settings, provider)
-        runs.configure(RunSettings(allow_private_network=settings.allow_private_network))
+        runs.configure(
+            RunSettings(
+                allow_private_network=settings.allow_private_network,
+                execution_timeout_seconds=settings.execution_timeout_seconds or None,
+                node_output_max_bytes=settings.node_output_max_bytes or None,
+                organization_max_running=settings.organization_max_running,
+            )
+        )
         if settings.worker_metrics_port:
             ctx["metrics"] = serve_worker_metrics(
                 settings.worker_metrics_host,

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
+
 from klikkflow.engine.context import (  # noqa: PLC2701
     CredentialLoader,
     RunContext,
@@ -83,6 +85,8 @@ class Runner:
     sub_workflows: SubWorkflowRunner = _no_sub_workflows
     clock: Callable[[], datetime] = _utcnow
     max_concurrency: int = 16
+    max_output_bytes: int | None = None  # per node run (JSON); None: no limit
+    default_timeout: int | None = None  # seconds, when the workflow sets none
     node_extras: dict[str, Any] = field(default_factory=dict)  # see RunContext.extras
     state: State = field(default_factory=State)
 
@@ -173,7 +177,7 @@ class Runner:
     # ---- the loop --------------------------------------------------------------------
 
     async def drive(self) -> State:
-        timeout = self.graph.workflow.settings.timeout_seconds
+        timeout = self.graph.workflow.settings.timeout_seconds or self.default_timeout
         deadline = (time.monotonic() + timeout) if timeout else None
         scheduled: set[str] = set()
         try:
@@ -263,6 +267,8 @@ class Runner:
         node_state = dict(before)  # nodes assign new values to keys, never mutate them
         try:
             result = await self._call(command, node_state)
+            if not isinstance(result, Wait):
+                self._check_size(spec.name, result)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -291,6 +297,18 @@ class Runner:
                 node_state=node_state if changed else None,
             )
         ]
+
+    def _check_size(self, node: str, outputs: Ports) -> None:
+        """One node's output is capped, so one run cannot exhaust the worker or the log."""
+        if self.max_output_bytes is None:
+            return
+        size = len(orjson.dumps(outputs, default=str, option=orjson.OPT_NON_STR_KEYS))
+        if size > self.max_output_bytes:
+            raise NodeError(
+                f"the output of {node!r} is {size:,} bytes, over the limit of "
+                f"{self.max_output_bytes:,} bytes per node run",
+                description="return fewer or smaller items, or split the work in batches",
+            )
 
     async def _call(self, command: RunNode, node_state: dict[str, Any]) -> Ports | Wait:
         node = self.graph.nodes[command.node]

@@ -124,6 +124,15 @@ class WorkerSettings(StoreSettings, AuthSettings, VaultSettings, NetworkSettings
     worker_max_jobs: int = 10
     worker_poll_delay: float = 0.02
     worker_job_timeout: int = 3600
+    organization_max_running: int = Field(
+        default=0, description="Executions one organization may run at once; 0: no limit"
+    )
+    execution_timeout_seconds: int = Field(
+        default=3600, description="Time limit of executions whose workflow sets none"
+    )
+    node_output_max_bytes: int = Field(
+        default=8 * 1024 * 1024, description="Largest output (JSON) of one node run"
+    )
     execution_retention_days: int = Field(
         default=30, description="Finished executions older than this are deleted; 0: never"
     )

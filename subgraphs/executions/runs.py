@@ -96,15 +96,37 @@ def lease_key(execution_id: str) -> str:
     return f"klikkflow:execution:{execution_id}:lease"
 
 
+# A sorted set per organization of the executions running now, scored by when their
+# claim lapses (a worker that dies stops renewing it). ARGV: member, limit, life (ms).
+_TAKE_SLOT = """
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+if redis.call('ZSCORE', KEYS[1], ARGV[1]) or redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[2]) then
+  redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[1])
+  redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[3]))
+  return 1
+end
+return 0
+"""
+
+
+def slots_key(organization_id: str) -> str:
+    return f"klikkflow:organization:{organization_id}:running"
+
+
 class Lease:
-    """This worker's claim on one execution, kept alive while it runs."""
+    """This worker's claim on one execution, kept alive while it runs; with a limit, also
+    one of its organization's running slots."""
 
     def __init__(self, redis: Redis, execution_id: str) -> None:
-        self.redis, self.key = redis, lease_key(execution_id)
+        self.redis, self.key, self.execution_id = redis, lease_key(execution_id), execution_id
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.slots: tuple[str, int] | None = None  # (organization's key, limit)
         self._keeper: asyncio.Task[None] | None = None
         self._renew = redis.register_script(_RENEW)
         self._release = redis.register_script(_RELEASE)
+        self._take_slot = redis.register_script(_TAKE_SLOT)
 
     async def acquire(self) -> bool:
         taken = await self.redis.set(self.key, self.owner, nx=True, ex=LEASE_SECONDS)
@@ -112,14 +134,29 @@ class Lease:
             self._keeper = asyncio.create_task(self._keep())
         return bool(taken)
 
+    async def take_slot(self, organization_id: str, limit: int) -> bool:
+        """One of the organization's `limit` running slots, held with the lease."""
+        self.slots = (slots_key(organization_id), limit)
+        return bool(await self._slot())
+
+    async def _slot(self) -> int:
+        assert self.slots is not None
+        key, limit = self.slots
+        args: list[str | int] = [self.execution_id, limit, LEASE_SECONDS * 1000]
+        return int(await self._take_slot(keys=[key], args=args))
+
     async def _keep(self) -> None:
         while True:
             await asyncio.sleep(RENEW_SECONDS)
             await self._renew(keys=[self.key], args=[self.owner, LEASE_SECONDS * 1000])
+            if self.slots is not None:
+                await self._slot()
 
     async def release(self) -> None:
         if self._keeper is not None:
             self._keeper.cancel()
+        if self.slots is not None:
+            await self.redis.zrem(self.slots[0], self.execution_id)
         await self._release(keys=[self.key], args=[self.owner])
 
 
@@ -134,6 +171,9 @@ class _IdOnly(BaseModel):
 @dataclass(frozen=True)
 class RunSettings:
     allow_private_network: bool = False
+    execution_timeout_seconds: int | None = 3600
+    organization_max_running: int = 0  # executions running at once per organization; 0: any
+    node_output_max_bytes: int | None = 8 * 1024 * 1024
 
 
 class _Log:
@@ -287,7 +327,7 @@ class RunService:
             log.info("execution %s is driven by another worker", execution_id)
             return None
         try:
-            return await self._execute(redis, queue, execution_id)
+            return await self._execute(redis, queue, execution_id, lease)
         finally:
             await lease.release()
 
@@ -334,10 +374,18 @@ class RunService:
             log.warning("recovering executions whose worker died: %s", ", ".join(orphans))
         return orphans
 
-    async def _execute(self, redis: Redis, queue: ArqRedis, execution_id: str) -> Status | None:
+    async def _execute(
+        self, redis: Redis, queue: ArqRedis, execution_id: str, lease: Lease
+    ) -> Status | None:
         execution = await repository.by_id_unscoped(execution_id)
         if execution is None or execution.status in TERMINAL:
             return execution.status if execution else None
+        limit = self.settings.organization_max_running
+        if limit and not await lease.take_slot(str(execution.organization_id), limit):
+            # Its organization runs as many executions as it may: try again shortly.
+            job_id = f"{execution_id}:slot:{uuid.uuid4().hex[:8]}"
+            await queue.enqueue_job(RUN_EXECUTION, execution_id, _job_id=job_id, _defer_by=1)
+            return execution.status
         events: list[Event]
         if execution.status == Status.QUEUED and execution.retry_of is None:
             events, seq = [], 1  # nothing ran yet: the log holds its queued event only
@@ -427,6 +475,8 @@ class RunService:
             node_extras={
                 "ssrf_policy": SsrfPolicy(allow_private=self.settings.allow_private_network)
             },
+            max_output_bytes=self.settings.node_output_max_bytes,
+            default_timeout=self.settings.execution_timeout_seconds,
         )
 
     async def _error_workflow(

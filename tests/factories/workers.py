@@ -40,9 +40,11 @@ def paused(pids: list[int]) -> Iterator[None]:
             os.kill(pid, signal.SIGCONT)
 
 
-def start_worker(platform: Any, log: Path) -> subprocess.Popen[bytes]:
-    """Another `klikkflow worker` on the platform's stores."""
+def start_worker(platform: Any, log: Path, **settings: str) -> subprocess.Popen[bytes]:
+    """Another `klikkflow worker` on the platform's stores; `settings` are more
+    KLIKKFLOW_* variables (name in lower case, without the prefix)."""
     env = {**os.environ, **platform.store_env(platform.settings)}
+    env |= {f"KLIKKFLOW_{name.upper()}": value for name, value in settings.items()}
     with log.open("ab") as out:
         return subprocess.Popen(
             [sys.executable, "-m", "klikkflow.cli", "worker"],

@@ -362,3 +362,28 @@ async def test_recovery_after_a_crash_reruns_only_the_unfinished_node():
     # The whole log, crash and recovery included, replays to the same state.
     again = Runner(compile_workflow(wf, registry())).replay(events[:cut] + recovered_events)
     assert again.model_dump() == state.model_dump()
+
+
+async def test_a_node_output_over_the_limit_fails_the_node_clearly():
+    wf = workflow([start(), echo("Big")], [("Start", "Big")])
+    items = [{"json": {"text": "x" * 100}} for _ in range(20)]
+    _, state, _ = await run(wf, items, max_output_bytes=1_000)
+    assert state.status == ExecutionStatus.FAILED
+    assert state.error is not None
+    assert state.error.node == "Start"  # the trigger already hands on 20 x 100 bytes
+    assert "over the limit of 1,000 bytes per node run" in state.error.message
+    _, small, _ = await run(wf, items[:2], max_output_bytes=1_000)
+    assert small.status == ExecutionStatus.SUCCEEDED
+
+
+async def test_the_default_timeout_bounds_a_workflow_that_sets_none():
+    wf = workflow([start(), echo("Slow", delayMs=5000)], [("Start", "Slow")])
+    _, state, _ = await run(wf, default_timeout=1)
+    assert state.status == ExecutionStatus.FAILED
+    assert state.error is not None
+    assert "1 s" in state.error.message or "1s" in state.error.message, state.error.message
+    own = workflow(
+        [start(), echo("Quick", delayMs=1500)], [("Start", "Quick")], settings={"timeoutSeconds": 5}
+    )
+    _, longer, _ = await run(own, default_timeout=1)  # the workflow's own limit wins
+    assert longer.status == ExecutionStatus.SUCCEEDED
