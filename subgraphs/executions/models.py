@@ -22,6 +22,11 @@ class ExecutionStatus(StrEnum):
     CANCELLED = "cancelled"
 
 
+class ExecutionPriority(StrEnum):
+    NORMAL = "normal"
+    HIGH = "high"  # taken before every normal job queued in the last HIGH_PRIORITY_LEAD
+
+
 TERMINAL = frozenset({ExecutionStatus.SUCCEEDED, ExecutionStatus.FAILED, ExecutionStatus.CANCELLED})
 
 
@@ -34,6 +39,7 @@ class ExecutionDocument(Document):
     start_node: str | None = None
     error: dict[str, Any] | None = None  # why it failed: message, node, type
     retry_of: PydanticObjectId | None = None  # the failed execution this one goes on from
+    priority: ExecutionPriority = ExecutionPriority.NORMAL
     status: ExecutionStatus = ExecutionStatus.QUEUED
     created_at: datetime = Field(default_factory=now)
     started_at: datetime | None = None

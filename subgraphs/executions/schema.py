@@ -18,6 +18,7 @@ from klikkflow.kit.graphql import (
 )
 from subgraphs.executions.loaders import execution_loader
 from subgraphs.executions.models import ExecutionDocument
+from subgraphs.executions.models import ExecutionPriority as ExecutionPriorityModel
 from subgraphs.executions.runs import runs
 from subgraphs.executions.service import ExecutionNotFound, WorkflowNotFound
 from subgraphs.executions.service import execution as execution_service
@@ -78,7 +79,12 @@ class Mutation:
         state = info.context.state
         try:
             created = await execution_service.submit(
-                viewer, str(input.workflow_id), state.redis, state.queue, input.items
+                viewer,
+                str(input.workflow_id),
+                state.redis,
+                state.queue,
+                input.items,
+                ExecutionPriorityModel(input.priority.value),
             )
         except InvalidInput as exc:
             return validation_error(exc, "input refused")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from arq.connections import ArqRedis
@@ -21,6 +21,7 @@ from subgraphs.executions.models import (
     TERMINAL,
     ExecutionDocument,
     ExecutionEventDocument,
+    ExecutionPriority,
     ExecutionStatus,
     now,
 )
@@ -29,6 +30,7 @@ from subgraphs.workflows.service import workflow as workflow_service
 
 RUN_EXECUTION = "executions.run"  # arq job name; the job id is the execution id
 STREAM_MAXLEN = 10_000
+HIGH_PRIORITY_LEAD = timedelta(minutes=10)
 STREAM_TTL_SECONDS = 86_400  # a finished execution's live stream, for late subscribers
 FINAL_VALUES = frozenset(s.value for s in TERMINAL)
 FOLLOW_BLOCK_MS = 5_000
@@ -159,7 +161,11 @@ def _final_failure(event: dict[str, Any]) -> bool:
 
 class ExecutionService:
     async def create(
-        self, viewer: Viewer, workflow_id: str, items: list[dict[str, Any]]
+        self,
+        viewer: Viewer,
+        workflow_id: str,
+        items: list[dict[str, Any]],
+        priority: ExecutionPriority = ExecutionPriority.NORMAL,
     ) -> ExecutionDocument:
         require(viewer, "workflow.run")
         workflow = await workflow_service.get(viewer, workflow_id)
@@ -170,6 +176,7 @@ class ExecutionService:
             workflow_id=workflow.id,
             workflow_version=workflow.version,
             items=_items(items),
+            priority=priority,
         )
         await execution.insert()
         return execution
@@ -181,10 +188,11 @@ class ExecutionService:
         redis: Redis,
         queue: ArqRedis,
         items: list[dict[str, Any]] | None = None,
+        priority: ExecutionPriority = ExecutionPriority.NORMAL,
     ) -> ExecutionDocument:
         """Record a queued execution, then publish its first event, then enqueue its job
         (in that order, so a worker never sees a job for an execution not yet saved)."""
-        execution = await self.create(viewer, workflow_id, items or [])
+        execution = await self.create(viewer, workflow_id, items or [], priority)
         return await self.enqueue(redis, queue, execution)
 
     async def enqueue(
@@ -192,7 +200,12 @@ class ExecutionService:
     ) -> ExecutionDocument:
         """Publish a new execution's first event, then enqueue its job."""
         await self.record_queued(redis, execution)
-        await queue.enqueue_job(RUN_EXECUTION, str(execution.id), _job_id=str(execution.id))
+        # arq takes jobs in the order of their scores (when they are due): a high-priority
+        # job is due a while ago, so it goes before the normal jobs queued since.
+        due = now() - HIGH_PRIORITY_LEAD if execution.priority == ExecutionPriority.HIGH else None
+        await queue.enqueue_job(
+            RUN_EXECUTION, str(execution.id), _job_id=str(execution.id), _defer_until=due
+        )
         return execution
 
     async def get(self, viewer: Viewer, execution_id: str) -> ExecutionDocument | None:

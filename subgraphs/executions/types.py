@@ -8,11 +8,16 @@ from strawberry.scalars import JSON
 
 from klikkflow.kit.graphql import ForbiddenError, NotFoundError, ValidationError
 from subgraphs.executions.models import ExecutionDocument
+from subgraphs.executions.models import ExecutionPriority as ExecutionPriorityModel
 from subgraphs.executions.models import ExecutionStatus as ExecutionStatusModel
 from subgraphs.executions.repository import ExecutionFilter
 from subgraphs.executions.service import Change, Event, NodeRunRecord
 
 ExecutionStatus = strawberry.enum(ExecutionStatusModel, description="Where an execution stands.")
+ExecutionPriority = strawberry.enum(
+    ExecutionPriorityModel,
+    description="HIGH runs before the normal executions queued in the last ten minutes.",
+)
 
 
 @strawberry.federation.type(keys=["id"], description="A workflow, owned by the workflows subgraph.")
@@ -138,6 +143,9 @@ class RunWorkflowInput:
     items: list[JSON] | None = strawberry.field(
         default=None,
         description="Items for its start node: `{json: {...}}` or plain objects (at most 1,000).",
+    )
+    priority: ExecutionPriority = strawberry.field(  # type: ignore[valid-type]
+        default=ExecutionPriorityModel.NORMAL, description="Its place in the queue."
     )
 
 
