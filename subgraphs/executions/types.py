@@ -40,6 +40,9 @@ class ExecutionError:
         return cls(message=d.get("message", ""), node=d.get("node"), type=d.get("type", ""))
 
 
+DEFAULT_ITEMS = 100  # items shown per port unless asked for more
+
+
 @strawberry.type(description="One run of one node.")
 class NodeRun:
     node: str = strawberry.field(description="The node's name.")
@@ -50,9 +53,35 @@ class NodeRun:
     tries: int = strawberry.field(description="Tries so far (retries and crash recovery).")
     started_at: datetime = strawberry.field(description="When its first try started.")
     finished_at: datetime | None = strawberry.field(description="When it ended.")
-    inputs: JSON | None = strawberry.field(description="Input items per port.")
-    outputs: JSON | None = strawberry.field(description="Output items per port.")
     error: ExecutionError | None = strawberry.field(description="Its error, if it failed.")
+    record: strawberry.Private[NodeRunRecord]
+
+    @strawberry.field(
+        description="Input items per port: at most `maxItems` of each (see `itemCounts`)."
+    )
+    def inputs(self, max_items: int = DEFAULT_ITEMS) -> JSON | None:
+        return _shown(self.record.inputs, max_items)
+
+    @strawberry.field(
+        description="Output items per port: at most `maxItems` of each (see `itemCounts`)."
+    )
+    def outputs(self, max_items: int = DEFAULT_ITEMS) -> JSON | None:
+        return _shown(self.record.outputs, max_items)
+
+    @strawberry.field(
+        description="How many items each port really had, inputs and outputs: compare with "
+        "what `inputs` and `outputs` show to see that they were cut."
+    )
+    def item_counts(self) -> JSON:
+        return {
+            "inputs": {port: len(items) for port, items in (self.record.inputs or {}).items()},
+            "outputs": {port: len(items) for port, items in (self.record.outputs or {}).items()},
+        }
+
+    @strawberry.field(description="Whether `inputs` or `outputs` leave items out.")
+    def truncated(self, max_items: int = DEFAULT_ITEMS) -> bool:
+        ports = [*(self.record.inputs or {}).values(), *(self.record.outputs or {}).values()]
+        return any(len(items) > max_items for items in ports)
 
     @classmethod
     def from_record(cls, r: NodeRunRecord) -> NodeRun:
@@ -63,10 +92,16 @@ class NodeRun:
             tries=r.tries,
             started_at=r.started_at,
             finished_at=r.finished_at,
-            inputs=r.inputs,
-            outputs=r.outputs,
             error=ExecutionError.from_dict(r.error) if r.error else None,
+            record=r,
         )
+
+
+def _shown(ports: dict[str, Any] | None, max_items: int) -> dict[str, Any] | None:
+    if ports is None:
+        return None
+    keep = max(0, max_items)
+    return {port: items[:keep] for port, items in ports.items()}
 
 
 @strawberry.federation.type(keys=["id"], description="One run of a workflow.")

@@ -293,3 +293,21 @@ async def test_a_failure_starts_the_error_workflow_with_what_failed(platform, cl
     assert item["execution"]["error"]["message"] == "disk full"
     assert item["execution"]["lastNodeExecuted"] == "Stop"
     assert item["workflow"] == {"id": failing, "name": "Fragile"}
+
+
+async def test_large_node_data_is_shown_in_part_with_its_true_counts(platform, client):
+    account = await sign_up(client, platform.router_url, "Big data")
+    workflow_id = await create_workflow(client, platform.router_url, account, "Many items")
+    items = [{"n": i} for i in range(150)]
+    done = await run_and_wait(client, platform.router_url, account, workflow_id, items)
+    assert done["status"] == "SUCCEEDED"
+    query = """query ($id: ID!) { executions(filter: {workflowId: $id}) { edges { node {
+      nodes { node outputs itemCounts truncated
+              all: outputs(maxItems: 500) whole: truncated(maxItems: 500) } } } } }"""
+    found = data(await gql(client, platform.router_url, query, {"id": workflow_id}, account.token))
+    [run] = found["executions"]["edges"][0]["node"]["nodes"]
+    assert len(run["outputs"]["main"]) == 100
+    assert run["itemCounts"]["outputs"] == {"main": 150}
+    assert run["truncated"] is True
+    assert len(run["all"]["main"]) == 150
+    assert run["whole"] is False
