@@ -182,6 +182,18 @@ def create_app(settings: WebSettings | None = None) -> Starlette:
             name="restore_workflow",
         ),
         Route(
+            "/workflows/{workflow_id}/activate",
+            workflows.activate_workflow,
+            methods=POST,
+            name="activate_workflow",
+        ),
+        Route(
+            "/workflows/{workflow_id}/deactivate",
+            workflows.deactivate_workflow,
+            methods=POST,
+            name="deactivate_workflow",
+        ),
+        Route(
             "/workflows/{workflow_id}/versions/{number}/publish",
             workflows.publish_version,
             methods=POST,

@@ -1,5 +1,6 @@
 """The workflow pages: the list (search, tags, archived, paging, create, import) and one
-workflow (its graph, a form per node, the JSON, versions with diff, publish, rollback).
+workflow (its graph, a form per node, the JSON, versions with diff, publish, rollback,
+and its triggers: activate, deactivate, webhook endpoints and schedules).
 
 Every save names the version it was made from (``expectedVersion``): when someone saved
 since, the router answers VersionConflictError and nothing is overwritten.
@@ -19,7 +20,7 @@ from starlette.responses import RedirectResponse, Response
 
 from web.forms import ERROR_FIELDS, ERROR_MESSAGE, Outcome, error_text, outcome
 from web.graphql_client import JSON
-from web.session import Api, read_form
+from web.session import Api, read_form, token_claims
 from web.templating import is_htmx, render
 from web.viewer import load_viewer, render_page
 from web.workflow_forms import (
@@ -50,6 +51,7 @@ query Workflows($first: Int!, $after: String, $filter: WorkflowFilterInput) {
 WORKFLOW_FIELDS = """\
 id name description tags version definition activeVersion active archived archivedAt
 updatedAt owner { id name email } savedBy { id name }
+webhooks { path method node version } schedules { node timezone nextRunAt }
 """
 
 DETAIL_QUERY = f"""\
@@ -148,6 +150,25 @@ mutation RollbackWorkflow($input: RollbackWorkflowInput!) {{
   rollbackWorkflow(input: $input) {{ {_CHANGE_SELECTION} }}
 }}
 """
+
+ACTIVATE = f"""\
+mutation ActivateWorkflow($input: WorkflowIdInput!) {{
+  activateWorkflow(input: $input) {{
+    __typename
+    ... on WorkflowSuccess {{ workflow {{ active activeVersion }} }}
+    ... on WebhookPathTakenError {{ path method workflowId }}
+    {ERROR_FIELDS}
+  }}
+}}
+"""
+
+DEACTIVATE = f"""\
+mutation DeactivateWorkflow($input: WorkflowIdInput!) {{
+  deactivateWorkflow(input: $input) {{ {_CHANGE_SELECTION} }}
+}}
+"""
+
+WORKFLOW_NAME_QUERY = "query WorkflowName($id: ID!) { workflow(id: $id) { id name } }"
 
 # What "New workflow" starts from: a trigger and a first step, or nothing.
 STARTERS: dict[str, tuple[str, dict[str, Any]]] = {
@@ -415,6 +436,9 @@ async def _render_detail(request: Request, workflow_id: str, extra: dict[str, An
         "node_other_errors": [],
         "diff_older": max(workflow["version"] - 1, 1),
         "diff_newer": workflow["version"],
+        "triggers": trigger_view(workflow, token_claims(request).get("org")),
+        "activation_notice": None,
+        "activation_outcome": None,  # why Activate or Deactivate was refused
         **extra,
     }
     return await render_page(
@@ -588,6 +612,94 @@ async def rollback_version(request: Request) -> Response:
     notice = f"Rolled back to version {number}: saved as version {{version}} and published."
     fields = {"version": number, "expectedVersion": expected}
     return await _change(request, ROLLBACK, "rollbackWorkflow", fields, notice)
+
+
+# -- triggers ------------------------------------------------------------------------
+
+
+def _latest_webhooks(definition: JSON) -> list[JSON]:
+    """The Webhook nodes of the latest saved version: what its test URLs answer."""
+    found = []
+    for node in definition.get("nodes") or []:
+        if node.get("type") != "webhook" or node.get("disabled"):
+            continue
+        parameters = node.get("parameters") or {}
+        path = str(parameters.get("path") or "").strip("/")
+        if path:
+            method = str(parameters.get("httpMethod") or "GET")
+            found.append({"node": node.get("name"), "path": path, "method": method})
+    return found
+
+
+def trigger_view(workflow: JSON, organization_id: Any) -> JSON:
+    """The webhook endpoints as URL paths on the executions service, one row per
+    Webhook node: its production URL (the published version's, while the workflow is
+    on) and its test URL (the latest saved version's, on or off); and the schedules."""
+    org = organization_id if isinstance(organization_id, str) else "<organization id>"
+    rows: dict[str, JSON] = {}
+    for hook in workflow.get("webhooks") or []:
+        path = str(hook["path"]).strip("/")
+        rows[str(hook["node"])] = {
+            "node": hook["node"],
+            "production": {"method": hook["method"], "url": f"/webhook/{org}/{path}"},
+            "test": None,
+        }
+    for hook in _latest_webhooks(workflow.get("definition") or {}):
+        row = rows.setdefault(str(hook["node"]), {"node": hook["node"], "production": None})
+        row["test"] = {
+            "method": hook["method"],
+            "url": f"/webhook-test/{org}/{workflow['id']}/{hook['path']}",
+        }
+    return {"webhooks": list(rows.values()), "schedules": workflow.get("schedules") or []}
+
+
+async def _activation_refusal(request: Request, result: Outcome) -> JSON:
+    """What to tell about a refused Activate: the message, the problems of a
+    ValidationError, and for a webhook path in use, the workflow that holds it."""
+    refusal: JSON = {
+        "typename": result.typename or "error",
+        "message": result.message,
+        "problems": list(result.fields.values()),
+        "holder": None,
+    }
+    if result.typename == "WebhookPathTakenError":
+        path = str(result.get("path") or "").strip("/")
+        refusal["message"] = (
+            f"{result.get('method')} /{path} is already used by another active workflow; "
+            "nothing was turned on. Turn that workflow off or change this Webhook's path."
+        )
+        holder_id = result.get("workflowId")
+        if holder_id:
+            response = await Api(request).call(WORKFLOW_NAME_QUERY, {"id": holder_id})
+            holder = (response.data or {}).get("workflow")
+            name = holder.get("name") if isinstance(holder, dict) else None
+            refusal["holder"] = {"id": holder_id, "name": name or "the workflow holding it"}
+    return refusal
+
+
+async def activate_workflow(request: Request) -> Response:
+    await read_form(request)
+    workflow_id = request.path_params["workflow_id"]
+    variables = {"input": {"id": workflow_id}}
+    result = outcome(await Api(request).call(ACTIVATE, variables), "activateWorkflow")
+    if result.ok:
+        published = (result.get("workflow") or {}).get("activeVersion")
+        notice = f"On: version {published}'s webhooks and schedules run."
+        return await _render_detail(request, workflow_id, {"activation_notice": notice})
+    refusal = await _activation_refusal(request, result)
+    return await _render_detail(request, workflow_id, {"activation_outcome": refusal})
+
+
+async def deactivate_workflow(request: Request) -> Response:
+    await read_form(request)
+    workflow_id = request.path_params["workflow_id"]
+    variables = {"input": {"id": workflow_id}}
+    result = _refusal(outcome(await Api(request).call(DEACTIVATE, variables), "deactivateWorkflow"))
+    if result.ok:
+        notice = "Off: its webhooks answer 404 and its schedules do not fire."
+        return await _render_detail(request, workflow_id, {"activation_notice": notice})
+    refusal = await _activation_refusal(request, result)
+    return await _render_detail(request, workflow_id, {"activation_outcome": refusal})
 
 
 # -- diff and export -------------------------------------------------------------------
