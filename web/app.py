@@ -252,6 +252,18 @@ def create_app(settings: WebSettings | None = None) -> Starlette:
             methods=POST,
             name="rerun_execution",
         ),
+        Route(
+            "/executions/{execution_id}/retry",
+            executions.retry_execution,
+            methods=POST,
+            name="retry_execution",
+        ),
+        Route(
+            "/executions/{execution_id}/delete",
+            executions.delete_execution,
+            methods=POST,
+            name="delete_execution",
+        ),
         # Credentials and variables
         Route("/credentials", credentials.credentials_page, methods=GET, name="credentials"),
         Route(

@@ -1,6 +1,7 @@
 """The execution pages: the list (live while runs are unfinished, cancel), one execution
 (its header and node-by-node timeline with every node's input and output items, live
-over SSE while it runs, cancel, run again), and "Run" from a workflow's page.
+over SSE while it runs, cancel, run again, retry a failed one from its failed node,
+delete a finished one), and "Run" from a workflow's page.
 
 While an execution runs, ``/executions/{id}/events`` opens the router's
 ``executionEvents`` subscription with the viewer's token and, after each burst of
@@ -24,7 +25,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response, StreamingResponse
 
-from web.forms import ERROR_FIELDS, error_text, outcome
+from web.forms import ERROR_FIELDS, Outcome, error_text, outcome
 from web.graphql_client import JSON, RouterUnavailable, execute
 from web.session import Api, current_token, read_form, safe_next
 from web.subscriptions import SubscriptionError, subscribe
@@ -78,6 +79,30 @@ RUN = f"""\
 mutation RunWorkflow($input: RunWorkflowInput!) {{
   runWorkflow(input: $input) {{
     __typename ... on RunWorkflowSuccess {{ execution {{ id }} }} {ERROR_FIELDS}
+  }}
+}}
+"""
+
+_RESTART_SELECTION = f"""\
+    __typename ... on RunWorkflowSuccess {{ execution {{ id }} }} {ERROR_FIELDS}
+"""
+
+RERUN = f"""\
+mutation RerunExecution($input: ExecutionIdInput!) {{
+  rerunExecution(input: $input) {{ {_RESTART_SELECTION} }}
+}}
+"""
+
+RETRY = f"""\
+mutation RetryExecution($input: ExecutionIdInput!) {{
+  retryExecution(input: $input) {{ {_RESTART_SELECTION} }}
+}}
+"""
+
+DELETE = f"""\
+mutation DeleteExecution($input: ExecutionIdInput!) {{
+  deleteExecution(input: $input) {{
+    __typename ... on DeleteExecutionSuccess {{ id }} {ERROR_FIELDS}
   }}
 }}
 """
@@ -227,23 +252,6 @@ def detail_context(execution: JSON) -> JSON:
     return {"execution": view, "nodes": nodes, "notice": None, "outcome": None}
 
 
-def start_items(execution: JSON) -> list[Any] | None:
-    """The items the execution started with: what its first node run took in."""
-    runs = execution.get("nodes") or []
-    first = runs[0] if runs and isinstance(runs[0], dict) else {}
-    inputs = first.get("inputs")
-    items = inputs.get("main") if isinstance(inputs, dict) else None
-    if not isinstance(items, list) or not items:
-        return None
-    # Only the data: pairing and the like belong to that run, not to a new one.
-    return [
-        {k: v for k, v in i.items() if k in ("json", "binary")}
-        if isinstance(i, dict) and "json" in i
-        else i
-        for i in items
-    ]
-
-
 # -- the list -------------------------------------------------------------------------
 
 
@@ -330,37 +338,68 @@ async def cancel_execution(request: Request) -> Response:
     return RedirectResponse(safe_next(form.get("next"), default), status_code=303)
 
 
-async def _start(request: Request, workflow_id: str, items: list[Any] | None) -> Response:
-    """runWorkflow, then to the new execution's page (or say why not)."""
-    fields: JSON = {"workflowId": workflow_id}
-    if items:
-        fields["items"] = items
-    result = outcome(await Api(request).call(RUN, {"input": fields}), "runWorkflow")
-    if result.ok:
-        target = str(request.url_for("execution", execution_id=result.get("execution")["id"]).path)
-        if is_htmx(request):
-            return Response(status_code=204, headers={"HX-Redirect": target})
-        return RedirectResponse(target, status_code=303)
+def _go(request: Request, target: str) -> Response:
+    """To another page: htmx follows HX-Redirect, a plain form a 303."""
+    if is_htmx(request):
+        return Response(status_code=204, headers={"HX-Redirect": target})
+    return RedirectResponse(target, status_code=303)
+
+
+def _refused(request: Request, result: Outcome, title: str) -> Response:
+    """Why a button on the execution or workflow page did nothing: in place of its
+    result (htmx), or as a page."""
     if is_htmx(request):
         return render(request, "partials/execution_run_result.html", {"outcome": result})
-    context = {"title": "Not started", "message": result.message, "viewer": None}
+    context = {"title": title, "message": result.message, "viewer": None}
     return render(request, "pages/message.html", context, status_code=400)
+
+
+def _opened(request: Request, result: Outcome) -> Response:
+    """After runWorkflow, rerunExecution or retryExecution: the new execution's page."""
+    if result.ok:
+        execution_id = result.get("execution")["id"]
+        return _go(request, str(request.url_for("execution", execution_id=execution_id).path))
+    return _refused(request, result, "Not started")
 
 
 async def run_workflow(request: Request) -> Response:
     """The workflow page's Run button: a manual run of its latest version."""
     await read_form(request)
-    return await _start(request, request.path_params["workflow_id"], None)
+    fields = {"workflowId": request.path_params["workflow_id"]}
+    return _opened(request, outcome(await Api(request).call(RUN, {"input": fields}), "runWorkflow"))
+
+
+async def _restart(request: Request, mutation: str, root: str) -> Response:
+    await read_form(request)
+    variables = {"input": {"id": request.path_params["execution_id"]}}
+    result = outcome(await Api(request).call(mutation, variables), root)
+    if result.typename == "NotFoundError":
+        raise HTTPException(404, result.message or "No such execution.")
+    return _opened(request, result)
 
 
 async def rerun_execution(request: Request) -> Response:
-    """Run the same workflow again with the items this execution started with."""
-    await read_form(request)
-    execution = await load_execution(Api(request), request.path_params["execution_id"])
-    workflow_id = (execution.get("workflow") or {}).get("id")
-    if not workflow_id:
-        raise HTTPException(404, "The workflow of this execution is gone.")
-    return await _start(request, str(workflow_id), start_items(execution))
+    """Run the workflow again, on its latest version, with the items this execution
+    started with (the router keeps them)."""
+    return await _restart(request, RERUN, "rerunExecution")
+
+
+async def retry_execution(request: Request) -> Response:
+    """Go on with a failed execution from its failed node, as a new execution."""
+    return await _restart(request, RETRY, "retryExecution")
+
+
+async def delete_execution(request: Request) -> Response:
+    """Delete a finished execution and its log; then to the list it was opened from."""
+    form = await read_form(request)
+    execution_id = request.path_params["execution_id"]
+    variables = {"input": {"id": execution_id}}
+    result = outcome(await Api(request).call(DELETE, variables), "deleteExecution")
+    if result.typename == "NotFoundError":
+        raise HTTPException(404, result.message or "No such execution.")
+    if not result.ok:
+        return _refused(request, result, "Not deleted")
+    return _go(request, safe_next(form.get("next"), str(request.url_for("executions").path)))
 
 
 # -- live updates -------------------------------------------------------------------------

@@ -397,3 +397,107 @@ async def test_a_failed_execution_shows_its_error_and_the_failed_node(
     assert 'data-status="failed"' in refused[:200]
     assert "No stock" in visible(refused[: refused.index("</li>")])
     assert "Refuse: No stock" in visible(row(listing.text, execution_id))
+
+
+def failing() -> dict[str, Any]:
+    """Manual Trigger → Stop and Error ("x")."""
+    stop = node("Stop", "stopAndError", typeVersion=1, parameters={"errorMessage": "x"})
+    return {"nodes": [node("Start", "manualTrigger"), stop], "connections": [link("Start", "Stop")]}
+
+
+async def test_retry_a_failed_execution_from_its_failed_node(
+    web: httpx.AsyncClient, client: httpx.AsyncClient, platform: Any, owner: Account
+) -> None:
+    router = platform.router_url
+    workflow_id = await create_workflow(client, router, owner, "Stops", failing())
+    failed_id = await start_run(client, router, owner, workflow_id)
+    assert (await wait_for_status(client, router, owner, failed_id))["status"] == "FAILED"
+    fine_id = await start_run(client, router, owner, await create_workflow(client, router, owner))
+    await wait_for_status(client, router, owner, fine_id)
+
+    failed_page = await web.get(f"/executions/{failed_id}")
+    fine_page = await web.get(f"/executions/{fine_id}")
+    retried = await web.post(
+        f"/executions/{failed_id}/retry",
+        data={"csrf_token": csrf(web)},
+        headers={"HX-Request": "true"},
+    )
+    refused = await web.post(
+        f"/executions/{fine_id}/retry",
+        data={"csrf_token": csrf(web)},
+        headers={"HX-Request": "true"},
+    )
+
+    assert "Retry from failed node</button>" in failed_page.text
+    assert "Retry from failed node" not in fine_page.text  # only failed runs go on
+    assert retried.status_code == 204
+    retry_id = retried.headers["HX-Redirect"].removeprefix("/executions/")
+    assert retry_id != failed_id
+    retry = await wait_for_status(client, router, owner, retry_id)
+    assert retry["mode"] == "retry"
+    assert retry["workflowVersion"] == 1
+    assert [(n["node"], n["status"]) for n in retry["nodes"]] == [
+        ("Start", "succeeded"),  # kept from the failed execution
+        ("Stop", "failed"),  # the failed node ran again
+    ]
+    assert refused.status_code == 200
+    assert 'data-error="ValidationError"' in refused.text
+    assert "only a failed execution goes on from its failed node" in visible(refused.text)
+    assert "HX-Redirect" not in refused.headers
+
+
+async def test_delete_a_finished_execution(
+    web: httpx.AsyncClient, client: httpx.AsyncClient, platform: Any, owner: Account
+) -> None:
+    router = platform.router_url
+    workflow_id = await create_workflow(client, router, owner, "Done soon", chain("Tidy"))
+    kept_id = await start_run(client, router, owner, workflow_id)
+    gone_id = await start_run(client, router, owner, workflow_id)
+    for execution_id in (kept_id, gone_id):
+        await wait_for_status(client, router, owner, execution_id)
+    assert gone_id in (await web.get("/executions")).text
+
+    page = await web.get(f"/executions/{gone_id}")
+    deleted = await web.post(
+        f"/executions/{gone_id}/delete",
+        data={"csrf_token": csrf(web)},
+        headers={"HX-Request": "true"},
+    )
+    forged = await web.post(f"/executions/{kept_id}/delete", data={"csrf_token": "x" * 40})
+
+    assert "Delete</button>" in page.text
+    assert 'hx-confirm="Delete this execution' in page.text  # asks first
+    assert deleted.status_code == 204
+    assert deleted.headers["HX-Redirect"] == "/executions"  # back to the list
+    listing = await web.get("/executions")
+    assert gone_id not in listing.text
+    assert kept_id in listing.text
+    assert (await web.get(f"/executions/{gone_id}")).status_code == 404
+    assert forged.status_code == 403
+    again = await web.post(f"/executions/{gone_id}/delete", data={"csrf_token": csrf(web)})
+    assert again.status_code == 404
+
+
+async def test_an_unfinished_execution_is_not_deleted(
+    web: httpx.AsyncClient, client: httpx.AsyncClient, platform: Any, owner: Account
+) -> None:
+    workflow_id = await create_workflow(
+        client, platform.router_url, owner, "Sleeps on", waits(WAIT_AN_HOUR)
+    )
+    execution_id = await start_run(client, platform.router_url, owner, workflow_id)
+    await wait_for_status(client, platform.router_url, owner, execution_id, ("WAITING",))
+
+    page = await web.get(f"/executions/{execution_id}")
+    refused = await web.post(
+        f"/executions/{execution_id}/delete",
+        data={"csrf_token": csrf(web)},
+        headers={"HX-Request": "true"},
+    )
+    plain = await web.post(f"/executions/{execution_id}/delete", data={"csrf_token": csrf(web)})
+
+    assert 'id="execution-delete"' not in page.text  # cancel it first
+    assert 'data-error="ValidationError"' in refused.text
+    assert "cancel it first" in visible(refused.text)
+    assert plain.status_code == 400
+    assert "Not deleted" in visible(plain.text)
+    assert execution_id in (await web.get("/executions")).text
