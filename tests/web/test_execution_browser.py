@@ -4,6 +4,7 @@ worker: Run on a workflow's page opens its execution, which follows the run over
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import httpx
@@ -103,3 +104,33 @@ async def test_the_list_follows_unfinished_runs_and_cancels_one(
     await expect(sleep_row.get_by_role("button", name="Cancel")).to_have_count(0)
     await expect(page.locator("#execution-list")).to_have_attribute("data-live", "false")
     await assert_same_document(page)
+
+
+async def test_retry_a_failed_run_then_delete_it(
+    page: Page, web_url: str, platform: Any, client: httpx.AsyncClient
+) -> None:
+    owner = await sign_up(client, platform.router_url, "Retriers")
+    stop = node("Stop", "stopAndError", typeVersion=1, parameters={"errorMessage": "x"})
+    definition = {
+        "nodes": [node("Start", "manualTrigger"), stop],
+        "connections": [link("Start", "Stop")],
+    }
+    workflow_id = await create_workflow(client, platform.router_url, owner, "Stops", definition)
+    failed_id = await start_run(client, platform.router_url, owner, workflow_id)
+    await wait_for_status(client, platform.router_url, owner, failed_id)
+    await page.context.add_cookies([{"name": "kf_token", "value": owner.token, "url": web_url}])
+    page.on("dialog", accept_dialogs)  # Delete asks first
+
+    await page.goto(f"{web_url}/executions/{failed_id}")
+    await page.click("#execution-retry")
+    await page.wait_for_url(re.compile(r"/executions/(?!" + failed_id + r")[0-9a-f]+$"))
+    retry_id = page.url.rsplit("/", 1)[-1]
+    await expect(page.locator("#execution-mode")).to_have_text("retry")
+    await expect(page.locator("#execution-status")).to_have_attribute(
+        "data-status", "failed", timeout=30_000
+    )
+
+    await page.click("#execution-delete")
+    await page.wait_for_url(f"{web_url}/executions")
+    await expect(page.locator(f'tr[data-execution="{failed_id}"]')).to_have_count(1)
+    await expect(page.locator(f'tr[data-execution="{retry_id}"]')).to_have_count(0)

@@ -4,6 +4,7 @@ and search the list, with HTMX swapping fragments instead of loading pages."""
 
 from __future__ import annotations
 
+import re
 import secrets
 
 import pytest
@@ -117,4 +118,37 @@ async def test_edit_a_node_diff_and_roll_back(page: Page, web_url: str, platform
     await page.fill("#workflow-search", tag)
     await expect(page.locator(f'tr[data-workflow="{name}"]')).to_contain_text("v3")
     await expect(page).to_have_url(f"{web_url}/workflows?search={tag}")
+    await assert_same_document(page)
+
+
+async def test_activate_copy_an_endpoint_and_deactivate(
+    page: Page, web_url: str, platform: object
+) -> None:
+    tag = secrets.token_hex(3)
+    page.on("dialog", accept_dialogs)  # Deactivate asks first
+    await page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=web_url)
+    await sign_up(page, web_url, tag)
+    await page.goto(f"{web_url}/workflows")
+    await page.fill("#create-workflow-form #field-name", f"Hooked {tag}")
+    await page.select_option("#create-workflow-form #field-starter", "webhook")
+    await page.click("#create-workflow-form button[type=submit]")
+    await expect(page.locator("#activation-state")).to_have_text("off")
+    await mark_document(page)
+
+    await page.click("#workflow-activate")
+    await expect(page.locator("#activation-notice")).to_have_text(
+        "On: version 1's webhooks and schedules run."
+    )
+    await expect(page.locator("#workflow-published")).to_have_text("v1")
+    production = page.get_by_label("Production URL of Webhook")
+    await expect(production).to_have_value(re.compile(r"^/webhook/[0-9a-f]+/incoming$"))
+    await page.locator('[data-url="production"] button[data-copy]').click()
+    await expect(page.locator('[data-url="production"] button[data-copy]')).to_have_text("Copied")
+    copied = await page.evaluate("navigator.clipboard.readText()")
+    assert copied == await production.input_value()
+
+    await page.click("#workflow-deactivate")
+    await expect(page.locator("#activation-state")).to_have_text("off")
+    await expect(page.locator("#workflow-activation")).to_have_attribute("data-active", "false")
+    await expect(page.get_by_label("Production URL of Webhook")).to_have_count(0)
     await assert_same_document(page)
