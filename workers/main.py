@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import logging
+import time
 from typing import Any
 
 from arq import cron, func
 from arq.worker import Worker, async_check_health
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from klikkflow.kit.metrics import serve_worker_metrics
 from klikkflow.kit.settings import WorkerSettings
@@ -20,6 +24,8 @@ from subgraphs.workflows.models import DOCUMENTS as WORKFLOW_DOCUMENTS
 from workers.jobs import fire_schedules, prune_executions, run_execution, sweep_executions
 
 SWEEP_EVERY_SECONDS = 3
+RECONNECT_SECONDS = 1.0
+log = logging.getLogger("klikkflow.worker")
 
 
 def build_worker(settings: WorkerSettings, *, burst: bool = False) -> Worker:
@@ -89,7 +95,16 @@ def build_worker(settings: WorkerSettings, *, burst: bool = False) -> Worker:
 
 
 def run(settings: WorkerSettings, burst: bool = False) -> None:
-    build_worker(settings, burst=burst).run()
+    """Run a worker; when Redis goes away (a restart, a failover) arq's loop stops, so the
+    worker starts again once Redis answers. Executions it was running finish first (their
+    log is in MongoDB), and the recovery sweep takes back whatever Redis forgot."""
+    while True:
+        try:
+            build_worker(settings, burst=burst).run()
+            return
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            log.warning("lost Redis (%s); starting the worker again", exc)
+            time.sleep(RECONNECT_SECONDS)
 
 
 async def check(settings: WorkerSettings) -> bool:

@@ -18,6 +18,7 @@ import os
 import socket
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -123,6 +124,8 @@ class Lease:
         self.redis, self.key, self.execution_id = redis, lease_key(execution_id), execution_id
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.slots: tuple[str, int] | None = None  # (organization's key, limit)
+        self.lost = False  # the claim lapsed (this worker stalled, or Redis forgot it)
+        self.on_lost: Callable[[], object] | None = None
         self._keeper: asyncio.Task[None] | None = None
         self._renew = redis.register_script(_RENEW)
         self._release = redis.register_script(_RELEASE)
@@ -148,7 +151,12 @@ class Lease:
     async def _keep(self) -> None:
         while True:
             await asyncio.sleep(RENEW_SECONDS)
-            await self._renew(keys=[self.key], args=[self.owner, LEASE_SECONDS * 1000])
+            renewed = await self._renew(keys=[self.key], args=[self.owner, LEASE_SECONDS * 1000])
+            if not renewed:  # another worker may drive the execution now: stop at once
+                self.lost = True
+                if self.on_lost is not None:
+                    self.on_lost()
+                return
             if self.slots is not None:
                 await self._slot()
 
@@ -193,6 +201,7 @@ class _Log:
     def __init__(self, redis: Redis, execution: ExecutionDocument, seq: int) -> None:
         self.redis, self.execution, self.seq = redis, execution, seq
         self.effectful: frozenset[str] = frozenset()  # nodes to checkpoint when they finish
+        self.lease: Lease | None = None  # writes stop once it is lost
         self.node_types: dict[str, str] = {}
         self.node_started: dict[tuple[str, int], datetime] = {}
         self.pending: list[tuple[dict[str, Any], str | None]] = []
@@ -251,6 +260,9 @@ class _Log:
         if self._timer is not None and self._timer is not asyncio.current_task():
             self._timer.cancel()
             self._timer = None
+        if self.lease is not None and self.lease.lost:
+            self.pending.clear()  # another worker goes on from the log as it stands
+            return
         async with self._lock:
             batch, self.pending = self.pending, []
             announce = self.status_changed
@@ -326,8 +338,15 @@ class RunService:
         if not await lease.acquire():
             log.info("execution %s is driven by another worker", execution_id)
             return None
+        work = asyncio.create_task(self._execute(redis, queue, execution_id, lease))
+        lease.on_lost = work.cancel
         try:
-            return await self._execute(redis, queue, execution_id, lease)
+            return await work
+        except asyncio.CancelledError:
+            if not lease.lost:
+                raise
+            log.warning("lost the lease on execution %s: stopped driving it", execution_id)
+            return None
         finally:
             await lease.release()
 
@@ -392,6 +411,7 @@ class RunService:
         else:
             events, seq = await _engine_events(execution)
         sink = _Log(redis, execution, seq)
+        sink.lease = lease
         if events and execution.status == Status.QUEUED:  # a retry: it goes on running
             _move(execution, Status.RUNNING, events[0])
             sink.status_changed = True
