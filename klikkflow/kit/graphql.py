@@ -165,6 +165,12 @@ class ForbiddenError(Error):
     pass
 
 
+@strawberry.federation.type(shareable=True, description="Where a page of a connection ends.")
+class PageInfo:
+    has_next_page: bool = strawberry.field(description="Whether another page follows.")
+    end_cursor: str | None = strawberry.field(description="Pass as `after` for the next page.")
+
+
 @strawberry.federation.type(shareable=True, description="A store a service depends on.")
 class StoreHealth:
     name: str = strawberry.field(description="mongo, postgres or redis.")

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 import strawberry
 from strawberry.scalars import JSON
 
-from klikkflow.kit.graphql import ForbiddenError, NotFoundError, ValidationError
+from klikkflow.kit.graphql import ForbiddenError, NotFoundError, PageInfo, ValidationError
 from subgraphs.executions.models import ExecutionDocument
 from subgraphs.executions.models import ExecutionPriority as ExecutionPriorityModel
 from subgraphs.executions.models import ExecutionStatus as ExecutionStatusModel
@@ -212,12 +212,6 @@ CancelExecutionResult = Annotated[
     CancelExecutionSuccess | ValidationError | NotFoundError | ForbiddenError,
     strawberry.union("CancelExecutionResult", description="Outcome of cancelExecution."),
 ]
-
-
-@strawberry.federation.type(shareable=True, description="Where a page of a connection ends.")
-class PageInfo:
-    has_next_page: bool = strawberry.field(description="Whether another page follows.")
-    end_cursor: str | None = strawberry.field(description="Pass as `after` for the next page.")
 
 
 @strawberry.type(description="An execution and its cursor.")

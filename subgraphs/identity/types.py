@@ -6,7 +6,7 @@ from typing import Annotated, cast
 import strawberry
 from strawberry.scalars import JSON
 
-from klikkflow.kit.graphql import Error, ForbiddenError, NotFoundError, ValidationError
+from klikkflow.kit.graphql import Error, ForbiddenError, NotFoundError, PageInfo, ValidationError
 from subgraphs.identity.api_keys import ApiKeyDocument
 from subgraphs.identity.audit import AuditEntryDocument, AuditFilter, encode_cursor
 from subgraphs.identity.models import OrganizationDocument, UserDocument
@@ -125,12 +125,6 @@ class InvalidTokenError(Error):
 @strawberry.type(description="The session was ended.")
 class RevokeSessionSuccess:
     id: strawberry.ID = strawberry.field(description="The ended session.")
-
-
-@strawberry.federation.type(shareable=True, description="Where a page of a connection ends.")
-class PageInfo:
-    has_next_page: bool = strawberry.field(description="Whether another page follows.")
-    end_cursor: str | None = strawberry.field(description="Pass as `after` for the next page.")
 
 
 @strawberry.type(description="One event in your organization's tamper-evident audit log.")

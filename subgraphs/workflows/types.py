@@ -9,7 +9,7 @@ from strawberry.scalars import JSON
 
 from klikkflow.engine.diff import Change, WorkflowDiff
 from klikkflow.engine.workflow import Connection
-from klikkflow.kit.graphql import Error, ForbiddenError, NotFoundError, ValidationError
+from klikkflow.kit.graphql import Error, ForbiddenError, NotFoundError, PageInfo, ValidationError
 from klikkflow.nodes.base import NodeType
 from klikkflow.nodes.credentials import CredentialType
 from subgraphs.workflows.models import (
@@ -38,12 +38,6 @@ class User:
 
 def _user(value: Any) -> User:
     return User(id=strawberry.ID(str(value)))
-
-
-@strawberry.federation.type(shareable=True, description="Where a page of a connection ends.")
-class PageInfo:
-    has_next_page: bool = strawberry.field(description="Whether another page follows.")
-    end_cursor: str | None = strawberry.field(description="Pass as `after` for the next page.")
 
 
 @strawberry.type(description="One saved state of a workflow. Versions never change.")
