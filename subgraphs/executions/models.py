@@ -40,6 +40,8 @@ class ExecutionDocument(Document):
     error: dict[str, Any] | None = None  # why it failed: message, node, type
     retry_of: PydanticObjectId | None = None  # the failed execution this one goes on from
     priority: ExecutionPriority = ExecutionPriority.NORMAL
+    parent_id: PydanticObjectId | None = None  # the execution whose Execute Workflow ran it
+    depth: int = 0  # how deep in sub-workflows
     status: ExecutionStatus = ExecutionStatus.QUEUED
     created_at: datetime = Field(default_factory=now)
     started_at: datetime | None = None

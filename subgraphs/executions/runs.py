@@ -28,6 +28,7 @@ from beanie import PydanticObjectId
 from pydantic import BaseModel, Field, TypeAdapter
 from redis.asyncio import Redis
 
+from klikkflow.engine.context import SubWorkflowRunner
 from klikkflow.engine.graph import Graph, InvalidWorkflow, compile_workflow
 from klikkflow.engine.runner import NoStartNode, Runner
 from klikkflow.engine.state import (
@@ -42,6 +43,7 @@ from klikkflow.engine.state import (
 )
 from klikkflow.kit import metrics
 from klikkflow.kit.auth import Viewer
+from klikkflow.nodes.base import Item, NodeError
 from klikkflow.nodes.http import SsrfPolicy
 from klikkflow.nodes.registry import default_registry
 from subgraphs.executions.models import (
@@ -60,6 +62,7 @@ from subgraphs.workflows.service import workflow as workflow_service
 from subgraphs.workflows.variables import variables as variable_service
 
 log = logging.getLogger("klikkflow.executions")
+MAX_SUB_WORKFLOW_DEPTH = 10
 GRAPH_CACHE = 256
 VARIABLES_TTL = 2.0
 LEASE_SECONDS = 10
@@ -279,6 +282,21 @@ class _Log:
                 await execution_service.announce(self.redis, self.execution)
 
 
+async def _result(child: ExecutionDocument, workflow_id: str) -> list[Item]:
+    """What a finished sub-workflow hands back: its last node's output, as in n8n."""
+    done = await repository.by_id_unscoped(str(child.id))
+    if done is None or done.status != Status.SUCCEEDED:
+        status = done.status.value if done else "gone"
+        reason = ((done.error or {}).get("message") if done else None) or status
+        raise NodeError(f"sub-workflow {workflow_id} {status}: {reason}")
+    runs = await execution_service.node_runs(done)
+    finished = [r for r in runs if r.status == "succeeded" and r.outputs and r.finished_at]
+    if not finished:
+        return []
+    last = max(finished, key=lambda r: str(r.finished_at))
+    return next((items for items in (last.outputs or {}).values() if items), [])
+
+
 def _status_after(current: Status, event: Event) -> Status:
     if event.type in ("execution.started", "execution.resumed"):
         return Status.RUNNING
@@ -438,7 +456,7 @@ class RunService:
             )
             return execution.status
         try:
-            runner = await self._runner(execution, sink)
+            runner = await self._runner(execution, sink, queue)
         except (WorkflowNotFound, VersionNotFound, InvalidWorkflow) as exc:
             await self._fail(redis, execution, sink, f"the workflow cannot run: {exc}")
             return execution.status
@@ -476,7 +494,7 @@ class RunService:
             return runner.state  # not yet: its deferred job or resume call wakes it
         return await runner.recover()
 
-    async def _runner(self, execution: ExecutionDocument, sink: _Log) -> Runner:
+    async def _runner(self, execution: ExecutionDocument, sink: _Log, queue: ArqRedis) -> Runner:
         org = str(execution.organization_id)
         graph = await self._graph(execution)
         sink.effectful = frozenset(n for n, c in graph.nodes.items() if not c.impl.pure)
@@ -487,6 +505,7 @@ class RunService:
 
         return Runner(
             graph,
+            sub_workflows=self._sub_workflows(sink.redis, queue, execution),
             execution_id=str(execution.id),
             variables=await self._variables(org),
             mode=execution.mode,
@@ -498,6 +517,48 @@ class RunService:
             max_output_bytes=self.settings.node_output_max_bytes,
             default_timeout=self.settings.execution_timeout_seconds,
         )
+
+    def _sub_workflows(
+        self, redis: Redis, queue: ArqRedis, parent: ExecutionDocument
+    ) -> SubWorkflowRunner:
+        """Execute Workflow nodes: the sub-workflow (its published version, else its latest)
+        runs as an execution of its own, linked to its parent; waited for in this worker,
+        or queued when the node does not wait."""
+
+        async def run_sub(workflow_id: str, items: list[Item], wait: bool) -> list[Item] | None:
+            if parent.depth >= MAX_SUB_WORKFLOW_DEPTH:
+                raise NodeError(f"sub-workflows nest deeper than {MAX_SUB_WORKFLOW_DEPTH} levels")
+            org = str(parent.organization_id)
+            system = Viewer(user_id="", organization_id=org, role="viewer")
+            head = await workflow_service.get(system, workflow_id)
+            if head is None or head.id is None or head.archived_at is not None:
+                raise NodeError(f"no workflow {workflow_id!r} in this organization")
+            number = head.active_version or head.version
+            workflow = await workflow_service.for_run(system, workflow_id, number)
+            trigger = next(
+                (n.name for n in workflow.nodes if n.type == "executeWorkflowTrigger"), None
+            )
+            if trigger is None:
+                raise NodeError(f"workflow {workflow_id!r} has no Execute Workflow Trigger")
+            child = ExecutionDocument(
+                organization_id=parent.organization_id,
+                workflow_id=head.id,
+                workflow_version=number,
+                items=items,
+                start_node=trigger,
+                mode="sub-workflow",
+                parent_id=parent.id,
+                depth=parent.depth + 1,
+            )
+            await child.insert()
+            if not wait:
+                await execution_service.enqueue(redis, queue, child)
+                return None
+            await execution_service.record_queued(redis, child)
+            await self.execute(redis, queue, str(child.id))
+            return await _result(child, workflow_id)
+
+        return run_sub
 
     async def _error_workflow(
         self,

@@ -108,7 +108,13 @@ def _shown(ports: dict[str, Any] | None, max_items: int) -> dict[str, Any] | Non
 class Execution:
     id: strawberry.ID = strawberry.field(description="Stable identifier.")
     workflow: Workflow = strawberry.field(description="The workflow that ran.")
-    mode: str = strawberry.field(description="manual, webhook, schedule or sub-workflow.")
+    mode: str = strawberry.field(
+        description="manual, webhook, webhook-test, schedule, sub-workflow, retry or error."
+    )
+    parent_id: strawberry.ID | None = strawberry.field(
+        description="For a sub-workflow's execution: the execution whose Execute Workflow node "
+        "ran it."
+    )
     error: ExecutionError | None = strawberry.field(description="Why it failed, if it did.")
     model: strawberry.Private[ExecutionDocument]
     workflow_version: int | None = strawberry.field(
@@ -126,6 +132,7 @@ class Execution:
             id=strawberry.ID(str(m.id)),
             workflow=Workflow(id=strawberry.ID(str(m.workflow_id))),
             workflow_version=m.workflow_version,
+            parent_id=strawberry.ID(str(m.parent_id)) if m.parent_id else None,
             mode=m.mode,
             error=ExecutionError.from_dict(m.error) if m.error else None,
             model=m,
