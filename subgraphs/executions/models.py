@@ -42,6 +42,7 @@ class ExecutionDocument(Document):
     priority: ExecutionPriority = ExecutionPriority.NORMAL
     parent_id: PydanticObjectId | None = None  # the execution whose Execute Workflow ran it
     depth: int = 0  # how deep in sub-workflows
+    resume_payload: dict[str, Any] | None = None  # what a resume call brought a Wait
     status: ExecutionStatus = ExecutionStatus.QUEUED
     created_at: datetime = Field(default_factory=now)
     started_at: datetime | None = None

@@ -489,6 +489,12 @@ class RunService:
         runner.replay(events)
         parked = runner.state.parked
         if runner.state.status == ExecutionStatus.WAITING and parked is not None:
+            payload = execution.resume_payload
+            if payload is not None and parked.resumable:  # its resume URL was called
+                await ExecutionDocument.get_pymongo_collection().update_one(
+                    {"_id": execution.id}, {"$set": {"resume_payload": None}}
+                )
+                return await runner.resume(payload)
             if parked.until is not None and parked.until <= now():
                 return await runner.resume()  # its time is up: go on with its input items
             return runner.state  # not yet: its deferred job or resume call wakes it

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -15,6 +17,7 @@ from redis.asyncio import Redis
 from redis.typing import EncodableT, FieldT
 
 from klikkflow.kit.auth import Viewer
+from klikkflow.kit.crypto import derive_key
 from klikkflow.kit.errors import InvalidInput
 from klikkflow.kit.permissions import require
 from subgraphs.executions.models import (
@@ -35,6 +38,16 @@ STREAM_TTL_SECONDS = 86_400  # a finished execution's live stream, for late subs
 FINAL_VALUES = frozenset(s.value for s in TERMINAL)
 FOLLOW_BLOCK_MS = 5_000
 MAX_PAGE = 100
+
+
+def resume_token(secret_key: str, execution_id: str) -> str:
+    """The secret part of a waiting execution's resume URL."""
+    key = derive_key(secret_key, "resume urls")
+    return hmac.new(key, execution_id.encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def resume_path(secret_key: str, execution_id: str) -> str:
+    return f"/webhook-waiting/{execution_id}/{resume_token(secret_key, execution_id)}"
 
 
 def changes_key(organization_id: str) -> str:

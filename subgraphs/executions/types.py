@@ -142,6 +142,17 @@ class Execution:
             finished_at=m.finished_at,
         )
 
+    @strawberry.field(
+        description="While a Wait node waits to be resumed by a call: the path on the executions "
+        "service to call (any method; the request becomes the Wait node's output)."
+    )
+    def resume_path(self, info: strawberry.Info) -> str | None:
+        from subgraphs.executions.service import resume_path
+
+        if self.model.status != ExecutionStatusModel.WAITING:
+            return None
+        return resume_path(info.context.settings.secret_key, str(self.model.id))
+
     @strawberry.field(description="Every node run, in the order they started, with data.")
     async def nodes(self) -> list[NodeRun]:
         from subgraphs.executions.service import execution as execution_service

@@ -16,6 +16,7 @@ import hashlib
 import hmac
 import json
 import logging
+import secrets
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -32,6 +33,7 @@ from klikkflow.kit.stores import object_id
 from klikkflow.nodes.triggers import WebhookParams
 from subgraphs.executions.models import TERMINAL, ExecutionDocument
 from subgraphs.executions.models import ExecutionStatus as Status
+from subgraphs.executions.service import RUN_EXECUTION, resume_token
 from subgraphs.executions.service import execution as execution_service
 from subgraphs.workflows.credentials import CredentialNotFound
 from subgraphs.workflows.credentials import credential as credential_service
@@ -279,6 +281,33 @@ async def _handle(request: Request, test: bool) -> Response:
     return await _last_node(execution_id, target.params)
 
 
+async def resume(request: Request) -> Response:
+    """A waiting execution's resume URL: the request (like a Webhook node's item) becomes
+    the Wait node's output and the execution goes on."""
+    execution_id, token = request.path_params["execution_id"], request.path_params["token"]
+    settings = request.app.state.settings
+    if not hmac.compare_digest(token, resume_token(settings.secret_key, execution_id)):
+        return _refuse(404, "no such waiting execution")
+    execution = await ExecutionDocument.get(object_id(execution_id))
+    if execution is None or execution.status != Status.WAITING:
+        return _refuse(409, "the execution is not waiting")
+    try:
+        raw = await _read_body(request, settings.webhook_max_body_bytes)
+        body = _parse_body(raw, request.headers.get("content-type", ""))
+    except WebhookRefused as exc:
+        return _refuse(exc.status, str(exc))
+    payload = _item(request, body)["json"]
+    claimed = await ExecutionDocument.get_pymongo_collection().update_one(
+        {"_id": execution.id, "status": Status.WAITING.value, "resume_payload": None},
+        {"$set": {"resume_payload": payload}},
+    )
+    if claimed.modified_count != 1:
+        return _refuse(409, "the execution was resumed already")
+    job_id = f"{execution_id}:resume:{secrets.token_hex(4)}"
+    await request.app.state.queue.enqueue_job(RUN_EXECUTION, execution_id, _job_id=job_id)
+    return JSONResponse({"executionId": execution_id}, status_code=202)
+
+
 async def production(request: Request) -> Response:
     return await _handle(request, test=False)
 
@@ -288,6 +317,7 @@ async def test(request: Request) -> Response:
 
 
 ROUTES = [
+    Route("/webhook-waiting/{execution_id}/{token}", resume, methods=METHODS),
     Route("/webhook/{organization_id}/{path:path}", production, methods=METHODS),
     Route("/webhook-test/{organization_id}/{workflow_id}/{path:path}", test, methods=METHODS),
 ]

@@ -141,3 +141,35 @@ async def test_an_execution_cannot_be_cancelled_by_a_viewer(platform, client):
     ]
     answer = await _cancel(client, platform, replace(account, token=key), edges[0]["node"]["id"])
     assert answer["__typename"] == "ForbiddenError"
+
+
+async def test_a_wait_for_a_call_goes_on_when_its_resume_url_is_called(platform, client):
+    account = await sign_up(client, platform.router_url, "Approvers")
+    wait = node("Approval", "wait", typeVersion=1.1, parameters={"resume": "webhook"})
+    definition = _line(node("Start", "manualTrigger"), wait, node("After"))
+    workflow_id = await create_workflow(
+        client, platform.router_url, account, "Needs OK", definition
+    )
+    execution_id = await start_run(client, platform.router_url, account, workflow_id)
+    await wait_for_status(client, platform.router_url, account, execution_id, ("WAITING",))
+    path = data(
+        await gql(
+            client,
+            platform.router_url,
+            "query ($id: ID!) { execution(id: $id) { resumePath } }",
+            {"id": execution_id},
+            account.token,
+        )
+    )["execution"]["resumePath"]
+    assert path.startswith(f"/webhook-waiting/{execution_id}/")
+    base = platform.urls["executions"].removesuffix("/graphql")
+    forged = await client.post(f"{base}/webhook-waiting/{execution_id}/{'0' * 32}", json={})
+    assert forged.status_code == 404
+    answer = await client.post(f"{base}{path}", json={"approved": True})
+    assert answer.status_code == 202
+    again = await client.post(f"{base}{path}", json={"approved": False})
+    assert again.status_code == 409  # one call resumes it
+    done = await wait_for_status(client, platform.router_url, account, execution_id)
+    assert done["status"] == "SUCCEEDED", done
+    [after] = output(done, "After")
+    assert after["body"] == {"approved": True}
