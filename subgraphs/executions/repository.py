@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from beanie import PydanticObjectId
 from bson import ObjectId
 
 from klikkflow.kit.auth import Viewer
@@ -96,14 +95,6 @@ class ExecutionRepository:
             .to_list()
         )
         return [e.data["engine"] for e in found]
-
-    async def last_seq(self, execution_id: PydanticObjectId) -> int:
-        last = (
-            await ExecutionEventDocument.find(ExecutionEventDocument.execution_id == execution_id)
-            .sort("-seq")
-            .first_or_none()
-        )
-        return last.seq if last else 0
 
 
 repository = ExecutionRepository()

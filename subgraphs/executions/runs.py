@@ -289,12 +289,7 @@ async def _result(child: ExecutionDocument, workflow_id: str) -> list[Item]:
         status = done.status.value if done else "gone"
         reason = ((done.error or {}).get("message") if done else None) or status
         raise NodeError(f"sub-workflow {workflow_id} {status}: {reason}")
-    runs = await execution_service.node_runs(done)
-    finished = [r for r in runs if r.status == "succeeded" and r.outputs and r.finished_at]
-    if not finished:
-        return []
-    last = max(finished, key=lambda r: str(r.finished_at))
-    return next((items for items in (last.outputs or {}).values() if items), [])
+    return await execution_service.last_output(done)
 
 
 def _status_after(current: Status, event: Event) -> Status:

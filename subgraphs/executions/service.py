@@ -23,7 +23,6 @@ from klikkflow.kit.permissions import require
 from subgraphs.executions.models import (
     TERMINAL,
     ExecutionDocument,
-    ExecutionEventDocument,
     ExecutionPriority,
     ExecutionStatus,
     now,
@@ -319,6 +318,16 @@ class ExecutionService:
         await repository.copy_log(execution, kept)
         return await self.enqueue(redis, queue, execution)
 
+    async def last_output(self, execution: ExecutionDocument) -> list[dict[str, Any]]:
+        """What a finished execution hands back (to a webhook in lastNode mode, to a parent
+        workflow): the first non-empty port of the node that finished last, as in n8n."""
+        runs = await self.node_runs(execution)
+        finished = [r for r in runs if r.status == "succeeded" and r.outputs and r.finished_at]
+        if not finished:
+            return []
+        last = max(finished, key=lambda r: str(r.finished_at))
+        return next((items for items in (last.outputs or {}).values() if items), [])
+
     async def node_runs(self, execution: ExecutionDocument) -> list[NodeRunRecord]:
         logged = await repository.engine_events(execution)
         return fold_node_runs(logged)
@@ -363,23 +372,6 @@ class ExecutionService:
                 if entry["status"] in FINAL_VALUES:  # the log in MongoDB outlives it
                     pipe.expire(key, STREAM_TTL_SECONDS)
             await pipe.execute()
-
-    async def publish(self, redis: Redis, event: ExecutionEventDocument, node: str | None) -> Event:
-        """Put a logged event on the execution's live stream."""
-        fields: dict[FieldT, EncodableT] = {
-            "seq": event.seq,
-            "type": event.type,
-            "status": event.status.value,
-            "at": event.at.isoformat(),
-        }
-        if node:
-            fields["node"] = node
-        cursor = await redis.xadd(
-            stream_key(str(event.execution_id)), fields, maxlen=STREAM_MAXLEN, approximate=True
-        )
-        return Event(
-            cursor, str(event.execution_id), event.seq, event.type, event.status, event.at, node
-        )
 
     async def announce(self, redis: Redis, execution: ExecutionDocument) -> None:
         """Put an execution's new status on its organization's changes stream."""

@@ -225,10 +225,7 @@ async def _last_node(execution_id: str, params: WebhookParams) -> Response:
     if done is None or done.status != Status.SUCCEEDED:
         error = (done.error or {}).get("message") if done else None
         return _refuse(500, "the workflow failed", executionId=execution_id, error=error)
-    runs = await execution_service.node_runs(done)
-    finished = [r for r in runs if r.status == "succeeded" and r.outputs and r.finished_at]
-    last = max(finished, key=lambda r: str(r.finished_at)) if finished else None
-    items = next((i for i in (last.outputs or {}).values() if i), []) if last else []
+    items = await execution_service.last_output(done)
     if params.response_data == "noData":
         return Response(status_code=params.response_code)
     if params.response_data == "allEntries":
