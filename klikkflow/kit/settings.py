@@ -7,8 +7,9 @@ builds its settings once and passes them down; nothing else reads the environmen
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 SUBGRAPHS = ("identity", "workflows", "executions", "ai")
@@ -102,7 +103,46 @@ class NetworkSettings(_Base):
     )
 
 
-class SubgraphSettings(StoreSettings, AuthSettings, MailSettings, VaultSettings, NetworkSettings):
+class EmbeddingSettings(_Base):
+    """Which embedding model turns text into vectors (see klikkflow.ai.embeddings).
+
+    Every stored vector records the model's id; changing the model means re-embedding.
+    """
+
+    embedding_provider: Literal["local", "openai"] = Field(
+        default="local",
+        description="local: all-MiniLM-L6-v2 (384-d) in the process, no network; "
+        "openai: an OpenAI-compatible /embeddings API (OpenAI, Ollama, vLLM, ...)",
+    )
+    embedding_base_url: str = Field(
+        default="https://api.openai.com/v1",
+        description="The OpenAI-compatible API's base URL, up to and including /v1 (openai)",
+    )
+    embedding_api_key: SecretStr = Field(
+        default=SecretStr(""), description="Bearer token for the API (openai); empty: none sent"
+    )
+    embedding_model: str = Field(
+        default="text-embedding-3-small", description="The API's model name (openai)"
+    )
+    embedding_dimensions: int = Field(
+        default=1536, gt=0, description="Length of the API's vectors (openai)"
+    )
+    embedding_request_dimensions: bool = Field(
+        default=False,
+        description="Send `dimensions` so the API shortens its vectors to embedding_dimensions "
+        "(OpenAI text-embedding-3 models can; others may refuse it)",
+    )
+    embedding_batch_size: int = Field(
+        default=96, gt=0, description="Texts per request to the API (openai)"
+    )
+    embedding_timeout_seconds: float = Field(
+        default=60.0, gt=0, description="Time limit of one request to the API (openai)"
+    )
+
+
+class SubgraphSettings(
+    StoreSettings, AuthSettings, MailSettings, VaultSettings, NetworkSettings, EmbeddingSettings
+):
     """Settings of one subgraph service (each subgraph's app factory builds one)."""
 
     webhook_max_body_bytes: int = Field(
@@ -118,7 +158,9 @@ class SubgraphSettings(StoreSettings, AuthSettings, MailSettings, VaultSettings,
     )
 
 
-class WorkerSettings(StoreSettings, AuthSettings, VaultSettings, NetworkSettings):
+class WorkerSettings(
+    StoreSettings, AuthSettings, VaultSettings, NetworkSettings, EmbeddingSettings
+):
     """Settings of an arq worker process."""
 
     worker_max_jobs: int = 10
