@@ -140,8 +140,24 @@ class EmbeddingSettings(_Base):
     )
 
 
+class DocumentSettings(_Base):
+    """Documents added to knowledge bases (see klikkflow.ai.documents)."""
+
+    document_max_bytes: int = Field(
+        default=20 * 1024 * 1024,
+        gt=0,
+        description="Largest document accepted into a knowledge base (bytes, before extraction)",
+    )
+
+
 class SubgraphSettings(
-    StoreSettings, AuthSettings, MailSettings, VaultSettings, NetworkSettings, EmbeddingSettings
+    StoreSettings,
+    AuthSettings,
+    MailSettings,
+    VaultSettings,
+    NetworkSettings,
+    EmbeddingSettings,
+    DocumentSettings,
 ):
     """Settings of one subgraph service (each subgraph's app factory builds one)."""
 
@@ -159,7 +175,12 @@ class SubgraphSettings(
 
 
 class WorkerSettings(
-    StoreSettings, AuthSettings, VaultSettings, NetworkSettings, EmbeddingSettings
+    StoreSettings,
+    AuthSettings,
+    VaultSettings,
+    NetworkSettings,
+    EmbeddingSettings,
+    DocumentSettings,
 ):
     """Settings of an arq worker process."""
 
