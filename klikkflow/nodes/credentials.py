@@ -24,16 +24,19 @@ SHOW_TAIL_FROM_LENGTH = 12
 HEADER_NAME = r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$"
 ONE_LINE = r"^[^\r\n]*$"
 HTTP_URL = r"^https?://\S+$"
+HTTP_URL_OR_EMPTY = r"^(https?://\S+)?$"
 PATTERN_MESSAGES = {
     HEADER_NAME: "must be a header name: letters, digits and -, without spaces or a colon",
     ONE_LINE: "must not contain line breaks",
     HTTP_URL: "must be an http:// or https:// URL",
+    HTTP_URL_OR_EMPTY: "must be an http:// or https:// URL, or empty",
 }
 
 Secret = Annotated[str, Field(repr=False, json_schema_extra=SECRET_MARK)]
 HeaderName = Annotated[str, Field(pattern=HEADER_NAME)]
 HeaderValue = Annotated[str, Field(repr=False, pattern=ONE_LINE)]
 HttpUrl = Annotated[str, Field(pattern=HTTP_URL)]
+OptionalHttpUrl = Annotated[str, Field(pattern=HTTP_URL_OR_EMPTY)]
 Required = Annotated[str, Field(min_length=1)]
 
 
@@ -75,6 +78,23 @@ class OAuth2Fields(Fields):
     )
 
 
+class OpenAiApiFields(Fields):
+    api_key: Secret = Field(
+        "", title="API Key", description="Leave empty for local servers that need none (Ollama)"
+    )
+    base_url: OptionalHttpUrl = Field(
+        "",
+        title="Base URL",
+        description="Any OpenAI-compatible API, up to the version path, e.g."
+        " http://localhost:11434/v1; empty for OpenAI",
+    )
+
+
+class AnthropicApiFields(Fields):
+    api_key: Annotated[Secret, Field(min_length=1, title="API Key")]
+    base_url: OptionalHttpUrl = Field("", title="Base URL", description="Empty for Anthropic's")
+
+
 @dataclass(frozen=True)
 class CredentialType:
     name: str
@@ -103,6 +123,7 @@ class UnknownCredentialType(Exception):
 
 
 _REQUEST_TEST = "Sends a request to a URL you choose with this credential"
+_LLM_TEST = "Not checked here yet: the first call of an AI node that uses it tells"
 _TYPES = {
     t.name: t
     for t in (
@@ -114,6 +135,8 @@ _TYPES = {
         CredentialType(
             "oAuth2Api", "OAuth2 API", OAuth2Fields, "Requests an access token from the token URL"
         ),
+        CredentialType("openAiApi", "OpenAI-compatible API", OpenAiApiFields, _LLM_TEST),
+        CredentialType("anthropicApi", "Anthropic API", AnthropicApiFields, _LLM_TEST),
     )
 }
 

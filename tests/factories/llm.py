@@ -87,6 +87,15 @@ class Reply:
         return cls(text=text, delay=seconds, **kw)
 
 
+@dataclass(frozen=True)
+class ToolResult:
+    """A tool result as the client sent it back to the model."""
+
+    call_id: str
+    text: str
+    is_error: bool  # Anthropic's is_error; OpenAI has no such flag
+
+
 @dataclass
 class Sent:
     """One request the stand-in received."""
@@ -136,6 +145,25 @@ class Sent:
             for m in self.messages
             if m.get("role") in ("system", "developer")
         )
+
+    @property
+    def tool_results(self) -> list[ToolResult]:
+        """The tool results the client handed back, in either protocol, in order."""
+        if self.protocol == "openai":
+            return [
+                ToolResult(str(m.get("tool_call_id")), _text_of(m.get("content")), False)
+                for m in self.messages
+                if m.get("role") == "tool"
+            ]
+        return [
+            ToolResult(
+                str(b.get("tool_use_id")), _text_of(b.get("content")), bool(b.get("is_error"))
+            )
+            for m in self.messages
+            if isinstance(m.get("content"), list)
+            for b in m["content"]
+            if isinstance(b, dict) and b.get("type") == "tool_result"
+        ]
 
     @property
     def last_user_text(self) -> str:
