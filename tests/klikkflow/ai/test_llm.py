@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import traceback
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from anthropic import AsyncAnthropic
 from openai import AsyncOpenAI
 from pydantic import ValidationError
 
@@ -476,3 +478,32 @@ async def test_the_stand_in_embeds_deterministically(llm: LlmStandIn) -> None:
     assert vectors[0] == vectors[2] != vectors[1]
     assert vectors[0] == pytest.approx(embedding_for("north", 8))
     assert llm.sent[0].body["model"] == "embed-test"
+
+
+async def test_the_stand_in_streams_tool_calls_the_sdks_can_assemble(llm: LlmStandIn) -> None:
+    call = ToolCall("search", {"query": "Oslo"}, id="call_9")
+    llm.script(Reply.calls(call, text="Looking."), Reply.calls(call, text="Looking."))
+    openai = AsyncOpenAI(api_key=KEY, base_url=llm.openai_url, max_retries=0)
+    anthropic = AsyncAnthropic(api_key=KEY, base_url=llm.anthropic_url, max_retries=0)
+    try:
+        chunks = await openai.chat.completions.create(
+            model="m", messages=[{"role": "user", "content": "x"}], stream=True
+        )
+        arguments, finish = "", None
+        async for chunk in chunks:
+            for choice in chunk.choices:
+                for delta in choice.delta.tool_calls or []:
+                    arguments += (delta.function and delta.function.arguments) or ""
+                finish = choice.finish_reason or finish
+        async with anthropic.messages.stream(
+            model="m", max_tokens=10, messages=[{"role": "user", "content": "x"}]
+        ) as events:
+            message = await events.get_final_message()
+    finally:
+        await openai.close()
+        await anthropic.close()
+
+    assert (json.loads(arguments), finish) == ({"query": "Oslo"}, "tool_calls")
+    text, use = message.content
+    assert (text.type, use.type, message.stop_reason) == ("text", "tool_use", "tool_use")
+    assert (use.id, use.name, use.input) == ("call_9", "search", {"query": "Oslo"})
