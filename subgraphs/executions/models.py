@@ -63,20 +63,21 @@ class ExecutionDocument(Document):
         ]
 
 
-class ExecutionEventDocument(Document):
-    """The execution's append-only event log; the Redis stream is its live copy."""
+class ExecutionLogDocument(Document):
+    """A page of an execution's append-only event log: the events one checkpoint wrote,
+    in order (a page per write, not a document per event: a quick execution's whole log
+    is two or three documents). The Redis stream is its live copy. Each entry holds
+    seq, type, status, at and data."""
 
     execution_id: PydanticObjectId
     organization_id: PydanticObjectId
-    seq: int
-    type: str
-    status: ExecutionStatus
-    at: datetime = Field(default_factory=now)
-    data: dict[str, Any] = Field(default_factory=dict)
+    seq: int  # of its first entry
+    last_seq: int
+    events: list[dict[str, Any]]
 
     class Settings:
-        name = "execution_events"
+        name = "execution_log"
         indexes = [IndexModel([("execution_id", ASCENDING), ("seq", ASCENDING)], unique=True)]
 
 
-DOCUMENTS = [ExecutionDocument, ExecutionEventDocument]
+DOCUMENTS = [ExecutionDocument, ExecutionLogDocument]

@@ -7,11 +7,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from beanie import PydanticObjectId
+from beanie.odm.utils.dump import get_dict
 from bson import ObjectId
 
 from klikkflow.kit.auth import Viewer
 from klikkflow.kit.stores import object_id
-from subgraphs.executions.models import ExecutionDocument, ExecutionEventDocument, ExecutionStatus
+from subgraphs.executions import writes
+from subgraphs.executions.models import ExecutionDocument, ExecutionLogDocument, ExecutionStatus
 
 
 @dataclass(frozen=True)
@@ -61,40 +64,56 @@ class ExecutionRepository:
         """Start `execution`'s log with these engine events (after its queued event)."""
         if not logged:
             return
-        await ExecutionEventDocument.get_pymongo_collection().insert_many(
-            [
-                {
-                    "execution_id": execution.id,
-                    "organization_id": execution.organization_id,
-                    "seq": seq,
-                    "type": event["type"],
-                    "status": ExecutionStatus.RUNNING.value,
-                    "at": datetime.fromisoformat(event["at"]),
-                    "data": {"engine": event},
-                }
-                for seq, event in enumerate(logged, start=2)
-            ]
-        )
+        entries = [
+            {
+                "seq": seq,
+                "type": event["type"],
+                "status": ExecutionStatus.RUNNING.value,
+                "at": datetime.fromisoformat(event["at"]),
+                "data": {"engine": event},
+            }
+            for seq, event in enumerate(logged, start=2)
+        ]
+        await ExecutionLogDocument.get_pymongo_collection().insert_one(log_page(execution, entries))
 
     async def delete(self, execution: ExecutionDocument) -> None:
-        await ExecutionEventDocument.find({"execution_id": execution.id}).delete()
+        await ExecutionLogDocument.find({"execution_id": execution.id}).delete()
         await execution.delete()
+
+    async def insert(self, execution: ExecutionDocument) -> None:
+        """Save a new execution (grouped with others saved at the same time)."""
+        if execution.id is None:
+            execution.id = PydanticObjectId()
+        await writes.insert_execution(get_dict(execution, to_db=True))
 
     async def by_id_unscoped(self, execution_id: str) -> ExecutionDocument | None:
         """For the worker, which acts for the system and not for a viewer."""
         oid = object_id(execution_id)
-        return await ExecutionDocument.get(oid) if oid else None
+        found = await writes.read_execution(oid) if oid else None
+        return ExecutionDocument.model_validate(found) if found else None
+
+    async def log(self, execution_id: ObjectId) -> list[dict[str, Any]]:
+        """An execution's whole log, its entries in order."""
+        pages = ExecutionLogDocument.get_pymongo_collection().find(
+            {"execution_id": execution_id}, {"events": 1}
+        )
+        return [entry async for page in pages.sort("seq", 1) for entry in page["events"]]
 
     async def engine_events(self, execution: ExecutionDocument) -> list[dict[str, Any]]:
         """The engine events of an execution's log, in order (the caller may see it)."""
-        found = (
-            await ExecutionEventDocument.find(
-                {"execution_id": execution.id, "data.engine": {"$exists": True}}
-            )
-            .sort("seq")
-            .to_list()
-        )
-        return [e.data["engine"] for e in found]
+        assert execution.id is not None
+        return [e["data"]["engine"] for e in await self.log(execution.id) if "engine" in e["data"]]
+
+
+def log_page(execution: ExecutionDocument, entries: list[dict[str, Any]]) -> dict[str, Any]:
+    """A page of `execution`'s log holding `entries` (dicts of seq, type, status, at, data)."""
+    return {
+        "execution_id": execution.id,
+        "organization_id": execution.organization_id,
+        "seq": entries[0]["seq"],
+        "last_seq": entries[-1]["seq"],
+        "events": entries,
+    }
 
 
 repository = ExecutionRepository()

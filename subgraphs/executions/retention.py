@@ -9,7 +9,7 @@ from typing import Any
 
 from bson import ObjectId
 
-from subgraphs.executions.models import TERMINAL, ExecutionDocument, ExecutionEventDocument, now
+from subgraphs.executions.models import TERMINAL, ExecutionDocument, ExecutionLogDocument, now
 
 BATCH = 1_000
 FINISHED = [s.value for s in TERMINAL]
@@ -28,7 +28,7 @@ async def _delete(query: dict[str, Any]) -> int:
         ]
         if not ids:
             return deleted
-        await ExecutionEventDocument.get_pymongo_collection().delete_many(
+        await ExecutionLogDocument.get_pymongo_collection().delete_many(
             {"execution_id": {"$in": ids}}
         )
         deleted += (await collection.delete_many({"_id": {"$in": ids}})).deleted_count

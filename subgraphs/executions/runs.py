@@ -25,6 +25,7 @@ from typing import Any
 
 from arq.connections import ArqRedis
 from beanie import PydanticObjectId
+from bson import ObjectId
 from pydantic import BaseModel, Field, TypeAdapter
 from redis.asyncio import Redis
 
@@ -46,14 +47,14 @@ from klikkflow.kit.auth import Viewer
 from klikkflow.nodes.base import Item, NodeError
 from klikkflow.nodes.http import SsrfPolicy
 from klikkflow.nodes.registry import default_registry
+from subgraphs.executions import writes
 from subgraphs.executions.models import (
     TERMINAL,
     ExecutionDocument,
-    ExecutionEventDocument,
     now,
 )
 from subgraphs.executions.models import ExecutionStatus as Status
-from subgraphs.executions.repository import repository
+from subgraphs.executions.repository import log_page, repository
 from subgraphs.executions.service import RUN_EXECUTION
 from subgraphs.executions.service import execution as execution_service
 from subgraphs.workflows.credentials import credential as credential_service
@@ -219,8 +220,6 @@ class _Log:
             self.status_changed = True
         self.seq += 1
         entry = {
-            "execution_id": self.execution.id,
-            "organization_id": self.execution.organization_id,
             "seq": self.seq,
             "type": event.type,
             "status": status.value,
@@ -269,15 +268,13 @@ class _Log:
         async with self._lock:
             batch, self.pending = self.pending, []
             announce = self.status_changed
-            if batch:  # the log first: whoever sees the new status finds its events
-                await ExecutionEventDocument.get_pymongo_collection().insert_many(
-                    [entry for entry, _ in batch], ordered=True
-                )
-            if self.status_changed:
-                self.status_changed = False
-                await _save_status(self.execution)
+            self.status_changed = False
+            if batch or announce:
+                page = log_page(self.execution, [entry for entry, _ in batch]) if batch else None
+                changed = _status(self.execution) if announce else (None, None)
+                await writes.checkpoint(writes.Checkpoint(page, *changed))
             if batch:
-                await execution_service.publish_many(self.redis, batch)
+                await execution_service.publish_many(self.redis, str(self.execution.id), batch)
             if announce:
                 await execution_service.announce(self.redis, self.execution)
 
@@ -312,27 +309,23 @@ def _move(execution: ExecutionDocument, status: Status, event: Event) -> None:
             execution.error = event.error.model_dump()
 
 
-async def _save_status(execution: ExecutionDocument) -> None:
+def _status(execution: ExecutionDocument) -> tuple[ObjectId | None, dict[str, Any] | None]:
+    """What a checkpoint sets on the execution document."""
     fields = {
         "status": execution.status.value,
         "started_at": execution.started_at,
         "finished_at": execution.finished_at,
         "error": execution.error,
     }
-    await ExecutionDocument.get_pymongo_collection().update_one(
-        {"_id": execution.id}, {"$set": fields}
-    )
+    return execution.id, fields
 
 
 async def _engine_events(execution: ExecutionDocument) -> tuple[list[Event], int]:
     """The engine events logged so far, and the last seq of the log."""
-    found = (
-        await ExecutionEventDocument.find(ExecutionEventDocument.execution_id == execution.id)
-        .sort("seq")
-        .to_list()
-    )
-    events = [EVENTS.validate_python(e.data[ENGINE]) for e in found if ENGINE in e.data]
-    return events, found[-1].seq if found else 0
+    assert execution.id is not None
+    logged = await repository.log(execution.id)
+    events = [EVENTS.validate_python(e["data"][ENGINE]) for e in logged if ENGINE in e["data"]]
+    return events, logged[-1]["seq"] if logged else 0
 
 
 class RunService:
@@ -551,7 +544,7 @@ class RunService:
                 parent_id=parent.id,
                 depth=parent.depth + 1,
             )
-            await child.insert()
+            await repository.insert(child)
             if not wait:
                 await execution_service.enqueue(redis, queue, child)
                 return None

@@ -178,6 +178,7 @@ class ExecutionService:
         workflow_id: str,
         items: list[dict[str, Any]],
         priority: ExecutionPriority = ExecutionPriority.NORMAL,
+        start_node: str | None = None,
     ) -> ExecutionDocument:
         require(viewer, "workflow.run")
         workflow = await workflow_service.get(viewer, workflow_id)
@@ -189,8 +190,9 @@ class ExecutionService:
             workflow_version=workflow.version,
             items=_items(items),
             priority=priority,
+            start_node=start_node,
         )
-        await execution.insert()
+        await repository.insert(execution)
         return execution
 
     async def submit(
@@ -244,7 +246,7 @@ class ExecutionService:
             items=items,
             mode=mode,
         )
-        await execution.insert()
+        await repository.insert(execution)
         return await self.enqueue(redis, queue, execution)
 
     async def cancellable(self, viewer: Viewer, execution_id: str) -> ExecutionDocument:
@@ -289,9 +291,9 @@ class ExecutionService:
     ) -> ExecutionDocument:
         """Run the workflow again with the same start items, on its latest version."""
         old = await self._mine(viewer, execution_id)
-        execution = await self.create(viewer, str(old.workflow_id), old.items)
-        execution.start_node = old.start_node
-        await execution.save()
+        execution = await self.create(
+            viewer, str(old.workflow_id), old.items, start_node=old.start_node
+        )
         return await self.enqueue(redis, queue, execution)
 
     async def retry(
@@ -314,7 +316,7 @@ class ExecutionService:
             mode="retry",
             retry_of=old.id,
         )
-        await execution.insert()
+        await repository.insert(execution)
         await repository.copy_log(execution, kept)
         return await self.enqueue(redis, queue, execution)
 
@@ -337,21 +339,21 @@ class ExecutionService:
         the execution document itself records that it was queued, and when."""
         assert execution.id is not None
         entry = {
-            "execution_id": execution.id,
             "seq": 1,
             "type": "execution.queued",
             "status": ExecutionStatus.QUEUED.value,
             "at": execution.created_at,
             "data": {},
         }
-        await self.publish_many(redis, [(entry, None)])
+        await self.publish_many(redis, str(execution.id), [(entry, None)])
         await self.announce(redis, execution)
 
     async def publish_many(
-        self, redis: Redis, logged: list[tuple[dict[str, Any], str | None]]
+        self, redis: Redis, execution_id: str, logged: list[tuple[dict[str, Any], str | None]]
     ) -> None:
-        """Put logged events (raw log entries, with their node) on the live stream in one
-        round trip."""
+        """Put an execution's logged events (log entries, with their node) on its live
+        stream in one round trip."""
+        key = stream_key(execution_id)
         async with redis.pipeline(transaction=False) as pipe:
             for entry, node in logged:
                 fields: dict[FieldT, EncodableT] = {
@@ -367,7 +369,6 @@ class ExecutionService:
                 )
                 if response is not None:  # what a Respond to Webhook node answers
                     fields["response"] = json.dumps(response)
-                key = stream_key(str(entry["execution_id"]))
                 pipe.xadd(key, fields, maxlen=STREAM_MAXLEN, approximate=True)
                 if entry["status"] in FINAL_VALUES:  # the log in MongoDB outlives it
                     pipe.expire(key, STREAM_TTL_SECONDS)

@@ -14,7 +14,7 @@ from subgraphs.executions import retention
 from subgraphs.executions.models import (
     DOCUMENTS,
     ExecutionDocument,
-    ExecutionEventDocument,
+    ExecutionLogDocument,
     ExecutionStatus,
     now,
 )
@@ -31,13 +31,12 @@ async def _execution(org, workflow, status, age_days=0.0) -> PydanticObjectId:
         created_at=born,
     )
     await execution.insert()
-    await ExecutionEventDocument(
+    await ExecutionLogDocument(
         execution_id=execution.id,
         organization_id=org,
         seq=2,
-        type="node.started",
-        status=status,
-        data={"engine": {}},
+        last_seq=2,
+        events=[{"seq": 2, "type": "node.started", "status": status, "data": {"engine": {}}}],
     ).insert()
     assert execution.id is not None
     return execution.id
@@ -58,7 +57,7 @@ async def test_old_and_surplus_finished_executions_go_with_their_logs(platform):
         assert deleted == 1 + 6
         left = {e.id for e in await ExecutionDocument.find({"organization_id": org}).to_list()}
         assert left == {ancient_waiting, recent_quiet, *busy_runs[-4:]}
-        logs = await ExecutionEventDocument.find({"organization_id": org}).to_list()
+        logs = await ExecutionLogDocument.find({"organization_id": org}).to_list()
         assert {e.execution_id for e in logs} == left
         assert ancient not in left
         assert await retention.prune(max_age_days=30, keep_per_workflow=4) == 0

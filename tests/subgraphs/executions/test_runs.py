@@ -194,7 +194,8 @@ async def test_a_run_cut_short_by_a_dead_worker_goes_on_from_its_log(platform, c
 
     from klikkflow.engine.state import ExecutionStarted, NodeStarted, NodeSucceeded
     from klikkflow.kit.stores import arq_redis_settings, init_mongo
-    from subgraphs.executions.models import DOCUMENTS, ExecutionDocument, ExecutionEventDocument
+    from subgraphs.executions.models import DOCUMENTS, ExecutionDocument, ExecutionLogDocument
+    from subgraphs.executions.repository import log_page
     from subgraphs.executions.runs import ENGINE, EVENTS
     from subgraphs.executions.service import RUN_EXECUTION
 
@@ -225,16 +226,18 @@ async def test_a_run_cut_short_by_a_dead_worker_goes_on_from_its_log(platform, c
             items=item,
         )
         await execution.insert()
-        for seq, event in enumerate(logged, start=1):
-            await ExecutionEventDocument(
-                execution_id=execution.id,
-                organization_id=execution.organization_id,
-                seq=seq,
-                type=event.type,
-                status="running",
-                at=at,
-                data={ENGINE: EVENTS.dump_python(event, mode="json")},
-            ).insert()
+        entries = [
+            {
+                "seq": seq,
+                "type": event.type,
+                "status": "running",
+                "at": at,
+                "data": {ENGINE: EVENTS.dump_python(event, mode="json")},
+            }
+            for seq, event in enumerate(logged, start=1)
+        ]
+        pages = [log_page(execution, entries[3:]), log_page(execution, entries[:3])]
+        await ExecutionLogDocument.get_pymongo_collection().insert_many(pages)  # any order
     finally:
         await mongo.close()
     queue: ArqRedis = await create_pool(arq_redis_settings(platform.redis_url))
