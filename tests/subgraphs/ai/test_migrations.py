@@ -8,6 +8,17 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from klikkflow.kit import migrations
 
 
+async def _columns(conn, table: str) -> list[str]:
+    found = await conn.scalars(
+        text(
+            "SELECT column_name FROM information_schema.columns "
+            "WHERE table_name = :table ORDER BY column_name"
+        ),
+        {"table": table},
+    )
+    return list(found)
+
+
 async def test_migrations_install_pgvector_and_are_idempotent(platform):
     await migrations.upgrade(platform.database_url)  # the platform already ran it once
     engine = create_async_engine(platform.database_url)
@@ -18,16 +29,63 @@ async def test_migrations_install_pgvector_and_are_idempotent(platform):
                 text("SELECT extversion FROM pg_extension WHERE extname = 'vector'")
             )
             distance = await conn.scalar(text("SELECT '[1,2,3]'::vector <-> '[1,2,4]'::vector"))
-            columns = await conn.scalars(
+            columns = {
+                t: await _columns(conn, t) for t in ("knowledge_bases", "documents", "chunks")
+            }
+            index_rows = await conn.execute(
+                text("SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'chunks'")
+            )
+            indexes = {name: definition for name, definition in index_rows}
+            generated = await conn.scalar(
                 text(
-                    "SELECT column_name FROM information_schema.columns "
-                    "WHERE table_name = 'knowledge_bases' ORDER BY column_name"
+                    "SELECT generation_expression FROM information_schema.columns "
+                    "WHERE table_name = 'chunks' AND column_name = 'tsv'"
                 )
             )
-            column_names = list(columns)
     finally:
         await engine.dispose()
-    assert version == "0001"
+    assert version == "0002"
     assert extension is not None
     assert distance == 1.0
-    assert column_names == ["created_at", "id", "name", "organization_id"]
+    assert columns == {
+        "knowledge_bases": [
+            "created_at",
+            "embedding_dimensions",
+            "embedding_model",
+            "id",
+            "name",
+            "organization_id",
+        ],
+        "documents": [
+            "chunk_count",
+            "content_type",
+            "created_at",
+            "error",
+            "id",
+            "knowledge_base_id",
+            "metadata",
+            "name",
+            "organization_id",
+            "sha256",
+            "size",
+            "status",
+            "title",
+        ],
+        "chunks": [
+            "document_id",
+            "embedding",
+            "id",
+            "knowledge_base_id",
+            "metadata",
+            "model",
+            "ordinal",
+            "organization_id",
+            "text",
+            "tsv",
+        ],
+    }
+    assert "to_tsvector('english'" in generated
+    assert "USING gin (tsv)" in indexes["ix_chunks_tsv"]
+    hnsw = indexes["ix_chunks_embedding_384_27323efcc9df"]
+    assert "USING hnsw (((embedding)::vector(384)) vector_cosine_ops)" in hnsw
+    assert "WHERE ((model)::text = 'all-MiniLM-L6-v2-onnx-int8'::text)" in hnsw
