@@ -15,6 +15,7 @@ from graphql import parse
 from klikkflow import schemas
 from tests.factories.graphql import data, gql
 from tests.factories.identity import Account, sign_up
+from tests.factories.knowledge import added, search
 from tests.factories.subscriptions import ws_subscribe
 from tests.factories.workflows import create_workflow
 
@@ -25,6 +26,7 @@ class Alice:
     workflow: str
     execution: str
     knowledge_base: str
+    document: str
     credential: str
     api_key: str
     session: str
@@ -56,6 +58,11 @@ async def tenants(platform):
                 token=alice.token,
             )
         )
+        kb_id = kb["createKnowledgeBase"]["knowledgeBase"]["id"]
+        document = await added(
+            client, platform.router_url, alice.token, kb_id, "secrets.md",
+            text="# Vault\n\nThe launch code is swordfish.",
+        )  # fmt: skip
         data(  # a variable holding an id of Alice's: the list check would see it leak
             await gql(
                 client,
@@ -101,7 +108,8 @@ async def tenants(platform):
         account=alice,
         workflow=workflow,
         execution=run["runWorkflow"]["execution"]["id"],
-        knowledge_base=kb["createKnowledgeBase"]["knowledgeBase"]["id"],
+        knowledge_base=kb_id,
+        document=document["id"],
         credential=secret["createCredential"]["credential"]["id"],
         api_key=key["createApiKey"]["apiKey"]["id"],
         session=sessions["sessions"][0]["id"],
@@ -115,6 +123,7 @@ LOOKUPS = {
     "credential": "query ($id: ID!) { credential(id: $id) { id } }",
     "execution": "query ($id: ID!) { execution(id: $id) { id } }",
     "knowledgeBase": "query ($id: ID!) { knowledgeBase(id: $id) { id } }",
+    "document": "query ($id: ID!) { document(id: $id) { id } }",
     "user": "query ($id: ID!) { user(id: $id) { id } }",
     "organization": "query ($id: ID!) { organization(id: $id) { id } }",
 }
@@ -127,6 +136,7 @@ def _target(alice: Alice, field: str) -> str:
         "credential": alice.credential,
         "execution": alice.execution,
         "knowledgeBase": alice.knowledge_base,
+        "document": alice.document,
         "user": alice.account.user_id,
         "organization": alice.account.organization_id,
     }[field]
@@ -176,6 +186,7 @@ async def test_lists_hold_nothing_of_the_other_tenant(platform, client, tenants,
         alice.workflow,
         alice.execution,
         alice.knowledge_base,
+        alice.document,
         alice.credential,
         alice.api_key,
         alice.session,
@@ -302,6 +313,27 @@ MUTATIONS = {
         "invitation",
         "NotFoundError",
     ),
+    "addDocument": (
+        'mutation ($id: ID!) { addDocument(input: {knowledgeBaseId: $id, name: "x.txt", '
+        'text: "planted"}) { __typename } }',
+        "knowledge_base",
+        "NotFoundError",
+    ),
+    "deleteDocument": (
+        "mutation ($id: ID!) { deleteDocument(input: {id: $id}) { __typename } }",
+        "document",
+        "NotFoundError",
+    ),
+    "deleteKnowledgeBase": (
+        "mutation ($id: ID!) { deleteKnowledgeBase(input: {id: $id}) { __typename } }",
+        "knowledge_base",
+        "NotFoundError",
+    ),
+    "reembedKnowledgeBase": (
+        "mutation ($id: ID!) { reembedKnowledgeBase(input: {id: $id}) { __typename } }",
+        "knowledge_base",
+        "NotFoundError",
+    ),
     "switchOrganization": (
         "mutation ($id: ID!) { switchOrganization(input: {organizationId: $id}) { __typename } }",
         "organization",
@@ -321,6 +353,8 @@ async def test_mutations_on_the_other_tenants_objects_are_refused(platform, clie
         "api_key": alice.api_key,
         "session": alice.session,
         "invitation": alice.invitation,
+        "knowledge_base": alice.knowledge_base,
+        "document": alice.document,
         "user": alice.account.user_id,
         "organization": alice.account.organization_id,
     }[kind]
@@ -331,9 +365,10 @@ async def test_mutations_on_the_other_tenants_objects_are_refused(platform, clie
         await gql(
             client,
             platform.router_url,
-            "query ($w: ID!) { members { role } apiKeys { revoked } "
-            "workflow(id: $w) { name version archived activeVersion } }",
-            {"w": alice.workflow},
+            "query ($w: ID!, $kb: ID!) { members { role } apiKeys { revoked } "
+            "workflow(id: $w) { name version archived activeVersion } "
+            "knowledgeBase(id: $kb) { documents { id name } } }",
+            {"w": alice.workflow, "kb": alice.knowledge_base},
             token=alice.account.token,
         )
     )
@@ -345,6 +380,16 @@ async def test_mutations_on_the_other_tenants_objects_are_refused(platform, clie
         "archived": False,
         "activeVersion": None,
     }
+    assert still["knowledgeBase"] == {"documents": [{"id": alice.document, "name": "secrets.md"}]}
+
+
+async def test_searches_of_the_other_tenants_knowledge_base_find_nothing(platform, client, tenants):
+    alice, bob = tenants
+    token = alice.account.token
+    mine = await search(client, platform.router_url, token, alice.knowledge_base, "swordfish")
+    assert mine["hits"][0]["document"]["id"] == alice.document  # the case is real
+    theirs = await search(client, platform.router_url, bob.token, alice.knowledge_base, "swordfish")
+    assert theirs["__typename"] == "NotFoundError"
 
 
 async def test_subscriptions_to_the_other_tenants_execution_are_refused(platform, tenants):
@@ -417,7 +462,7 @@ def test_every_root_field_has_an_isolation_case():
         for field in definition.fields
     }
     covered = set(LOOKUPS) | set(LISTS) | set(MUTATIONS)
-    covered |= {"executionEvents", "workflowDiff", "workflowTags"}
+    covered |= {"executionEvents", "workflowDiff", "workflowTags", "searchKnowledgeBase"}
     assert roots - covered - NO_CROSS_TENANT_SURFACE == set(), "add isolation cases"
 
 
