@@ -84,13 +84,45 @@ def cancel_key(execution_id: str) -> str:
     return f"klikkflow:execution:{execution_id}:cancel"
 
 
-async def _watch_for_cancel(redis: Redis, execution_id: str, runner: Runner) -> None:
-    while True:
-        await asyncio.sleep(CANCEL_POLL_SECONDS)
-        by = await redis.get(cancel_key(execution_id))
-        if by is not None:
-            await runner.cancel(_cancelled_by(by))
-            return
+class _CancelWatch:
+    """Cancel flags of every execution this worker drives, read with one MGET every
+    CANCEL_POLL_SECONDS (not a poll per execution). A cancelled execution's sub-workflows
+    that it waits for are cancelled with it."""
+
+    def __init__(self) -> None:
+        self.running: dict[str, tuple[Runner, str | None]] = {}  # id -> runner, parent id
+        self._task: asyncio.Task[None] | None = None
+
+    def watch(self, redis: Redis, execution: ExecutionDocument, runner: Runner) -> None:
+        parent = str(execution.parent_id) if execution.parent_id else None
+        self.running[str(execution.id)] = (runner, parent)
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._poll(redis))
+
+    def forget(self, execution_id: str) -> None:
+        self.running.pop(execution_id, None)
+
+    async def _poll(self, redis: Redis) -> None:
+        while self.running:
+            await asyncio.sleep(CANCEL_POLL_SECONDS)
+            ids = list(self.running)
+            try:
+                flags = await redis.mget([cancel_key(i) for i in ids]) if ids else []
+                for execution_id, by in zip(ids, flags, strict=True):
+                    if by is not None and execution_id in self.running:
+                        await self._cancel(redis, execution_id, by)
+            except Exception:  # Redis away for a moment: try again next time
+                log.warning("reading cancel flags failed", exc_info=True)
+
+    async def _cancel(self, redis: Redis, execution_id: str, by: str) -> None:
+        runner, _ = self.running.pop(execution_id)
+        children = [c for c, (_, parent) in self.running.items() if parent == execution_id]
+        for child in children:  # seen on the next poll, recorded by the child's own run
+            await redis.set(cancel_key(child), f"{by} (with its parent)", ex=CANCEL_FLAG_SECONDS)
+        await runner.cancel(_cancelled_by(by))
+
+
+_cancel_watch = _CancelWatch()
 
 
 def _cancelled_by(by: str) -> ErrorInfo:
@@ -129,6 +161,7 @@ class Lease:
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.slots: tuple[str, int] | None = None  # (organization's key, limit)
         self.lost = False  # the claim lapsed (this worker stalled, or Redis forgot it)
+        self.cancelled_by: str | None = None  # the execution's cancel flag when acquired
         self.on_lost: Callable[[], object] | None = None
         self._keeper: asyncio.Task[None] | None = None
         self._renew = redis.register_script(_RENEW)
@@ -136,7 +169,10 @@ class Lease:
         self._take_slot = redis.register_script(_TAKE_SLOT)
 
     async def acquire(self) -> bool:
-        taken = await self.redis.set(self.key, self.owner, nx=True, ex=LEASE_SECONDS)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.set(self.key, self.owner, nx=True, ex=LEASE_SECONDS)
+            pipe.get(cancel_key(self.execution_id))
+            taken, self.cancelled_by = await pipe.execute()
         if taken:
             self._keeper = asyncio.create_task(self._keep())
         return bool(taken)
@@ -273,10 +309,10 @@ class _Log:
                 page = log_page(self.execution, [entry for entry, _ in batch]) if batch else None
                 changed = _status(self.execution) if announce else (None, None)
                 await writes.checkpoint(writes.Checkpoint(page, *changed))
-            if batch:
-                await execution_service.publish_many(self.redis, str(self.execution.id), batch)
-            if announce:
-                await execution_service.announce(self.redis, self.execution)
+            if batch or announce:
+                await execution_service.publish_many(
+                    self.redis, self.execution, batch, announce=announce
+                )
 
 
 async def _result(child: ExecutionDocument, workflow_id: str) -> list[Item]:
@@ -435,7 +471,9 @@ class RunService:
         sink: _Log,
     ) -> Status | None:
         execution_id = str(execution.id)
-        flagged = await redis.get(cancel_key(execution_id))
+        flagged = (
+            sink.lease.cancelled_by if sink.lease else await redis.get(cancel_key(execution_id))
+        )
         if flagged is not None:  # cancelled before any worker took it
             await sink(
                 ExecutionFinished(
@@ -448,14 +486,14 @@ class RunService:
         except (WorkflowNotFound, VersionNotFound, InvalidWorkflow) as exc:
             await self._fail(redis, execution, sink, f"the workflow cannot run: {exc}")
             return execution.status
-        watcher = asyncio.create_task(_watch_for_cancel(redis, execution_id, runner))
+        _cancel_watch.watch(redis, execution, runner)
         try:
             state = await self._drive(runner, execution, events)
         except NoStartNode as exc:
             await self._fail(redis, execution, sink, str(exc))
             return execution.status
         finally:
-            watcher.cancel()
+            _cancel_watch.forget(execution_id)
             runner.close()
         if state.status == ExecutionStatus.FAILED:
             await sink.flush()  # the failure is on record before anything reacts to it

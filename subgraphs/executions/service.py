@@ -345,15 +345,19 @@ class ExecutionService:
             "at": execution.created_at,
             "data": {},
         }
-        await self.publish_many(redis, str(execution.id), [(entry, None)])
-        await self.announce(redis, execution)
+        await self.publish_many(redis, execution, [(entry, None)], announce=True)
 
     async def publish_many(
-        self, redis: Redis, execution_id: str, logged: list[tuple[dict[str, Any], str | None]]
+        self,
+        redis: Redis,
+        execution: ExecutionDocument,
+        logged: list[tuple[dict[str, Any], str | None]],
+        announce: bool = False,
     ) -> None:
         """Put an execution's logged events (log entries, with their node) on its live
-        stream in one round trip."""
-        key = stream_key(execution_id)
+        stream and, when `announce`, its new status on its organization's changes stream:
+        one round trip."""
+        key = stream_key(str(execution.id))
         async with redis.pipeline(transaction=False) as pipe:
             for entry, node in logged:
                 fields: dict[FieldT, EncodableT] = {
@@ -372,18 +376,16 @@ class ExecutionService:
                 pipe.xadd(key, fields, maxlen=STREAM_MAXLEN, approximate=True)
                 if entry["status"] in FINAL_VALUES:  # the log in MongoDB outlives it
                     pipe.expire(key, STREAM_TTL_SECONDS)
+            if announce:
+                change: dict[FieldT, EncodableT] = {
+                    "execution": str(execution.id),
+                    "workflow": str(execution.workflow_id),
+                    "status": execution.status.value,
+                    "at": now().isoformat(),
+                }
+                changes = changes_key(str(execution.organization_id))
+                pipe.xadd(changes, change, maxlen=STREAM_MAXLEN, approximate=True)
             await pipe.execute()
-
-    async def announce(self, redis: Redis, execution: ExecutionDocument) -> None:
-        """Put an execution's new status on its organization's changes stream."""
-        fields: dict[FieldT, EncodableT] = {
-            "execution": str(execution.id),
-            "workflow": str(execution.workflow_id),
-            "status": execution.status.value,
-            "at": now().isoformat(),
-        }
-        key = changes_key(str(execution.organization_id))
-        await redis.xadd(key, fields, maxlen=STREAM_MAXLEN, approximate=True)
 
     async def changes(
         self, redis: Redis, viewer: Viewer, workflow_id: str | None, after: str | None

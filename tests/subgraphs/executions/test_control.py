@@ -173,3 +173,50 @@ async def test_a_wait_for_a_call_goes_on_when_its_resume_url_is_called(platform,
     assert done["status"] == "SUCCEEDED", done
     [after] = output(done, "After")
     assert after["body"] == {"approved": True}
+
+
+async def test_cancelling_a_parent_cancels_the_sub_workflow_it_waits_for(
+    platform, client, hanging
+):
+    url, arrived = hanging
+    account = await sign_up(client, platform.router_url, "Family cancellers")
+    call_out = node("Call", "httpRequest", typeVersion=4.2, parameters={"url": url})
+    child = await create_workflow(
+        client,
+        platform.router_url,
+        account,
+        "Hanging child",
+        _line(node("In", "executeWorkflowTrigger"), call_out),
+    )
+    parent = await create_workflow(
+        client,
+        platform.router_url,
+        account,
+        "Waiting parent",
+        _line(
+            node("Start", "manualTrigger"),
+            node("Run child", "executeWorkflow", parameters={"workflowId": child}),
+        ),
+    )
+    parent_id = await start_run(client, platform.router_url, account, parent)
+    await asyncio.wait_for(arrived.wait(), 30)
+    answer = await _cancel(client, platform, account, parent_id)
+    assert answer["__typename"] == "CancelExecutionSuccess"
+    done = await wait_for_status(client, platform.router_url, account, parent_id, seconds=10)
+    assert done["status"] == "CANCELLED"
+    children = data(
+        await gql(
+            client,
+            platform.router_url,
+            """query ($id: ID!) { executions(filter: {workflowId: $id}) {
+              edges { node { id parentId } } } }""",
+            {"id": child},
+            account.token,
+        )
+    )["executions"]["edges"]
+    assert [c["node"]["parentId"] for c in children] == [parent_id]
+    ended = await wait_for_status(
+        client, platform.router_url, account, children[0]["node"]["id"], seconds=10
+    )
+    assert ended["status"] == "CANCELLED"
+    assert ended["error"]["message"] == f"cancelled by {account.user_id} (with its parent)"
