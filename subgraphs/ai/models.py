@@ -137,10 +137,9 @@ def sql_literal(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def vector_index_ddl(model: str, dimensions: int, *, concurrently: bool = False) -> str:
-    how = "CONCURRENTLY IF NOT EXISTS" if concurrently else "IF NOT EXISTS"
+def vector_index_ddl(model: str, dimensions: int) -> str:
     return (
-        f"CREATE INDEX {how} {vector_index_name(model, dimensions)} ON chunks "
+        f"CREATE INDEX IF NOT EXISTS {vector_index_name(model, dimensions)} ON chunks "
         f"USING hnsw ((embedding::vector({int(dimensions)})) vector_cosine_ops) "
         f"WHERE model = {sql_literal(model)}"
     )

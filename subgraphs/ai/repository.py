@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import json
-import logging
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import ARRAY, Uuid, bindparam, delete, func, insert, text, update
-from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 from sqlmodel import col, select
 
@@ -22,9 +20,9 @@ from subgraphs.ai.models import (
     KnowledgeBase,
     sql_literal,
     vector_index_ddl,
+    vector_index_name,
 )
 
-log = logging.getLogger("klikkflow.ai")
 #: Reciprocal rank fusion's constant: a hit's score is the sum of 1 / (RRF_K + rank).
 RRF_K = 60
 #: Highlight markers in ts_headline's answer; they cannot occur in chunk text (extraction
@@ -236,37 +234,22 @@ class KnowledgeBaseRepository:
         model: str,
         vectors: dict[int, list[float]],
     ) -> None:
+        table = Chunk.__table__  # Core: one UPDATE executed for many rows
         await session.execute(
-            update(Chunk)
-            .where(
-                col(Chunk.knowledge_base_id) == kb.id,
-                col(Chunk.id) == bindparam("chunk_id"),
-            )
-            .values(model=model, embedding=bindparam("vector")),
+            update(table)
+            .where(table.c.knowledge_base_id == kb.id, table.c.id == bindparam("chunk_id"))
+            .values(model=model, embedding=bindparam("vector", type_=table.c.embedding.type)),
             [{"chunk_id": i, "vector": v} for i, v in vectors.items()],
-            execution_options={"synchronize_session": False},
         )
 
-    async def count_chunks(self, session: AsyncSession, kb: KnowledgeBase) -> int:
-        found = await session.scalar(
-            select(func.count()).where(
-                Chunk.knowledge_base_id == kb.id, Chunk.organization_id == kb.organization_id
-            )
-        )
-        return int(found or 0)
-
-    # ---- vector indexes -------------------------------------------------------------------
-
-    async def ensure_vector_index(self, engine: AsyncEngine, model: str, dimensions: int) -> None:
-        """An HNSW index over this model's vectors, built without blocking writers (outside
-        any transaction). Failing that (e.g. more dimensions than HNSW takes), searches of
-        this model scan its vectors exactly, slower but right."""
-        async with engine.connect() as conn:
-            auto = await conn.execution_options(isolation_level="AUTOCOMMIT")
-            try:
-                await auto.execute(text(vector_index_ddl(model, dimensions, concurrently=True)))
-            except DBAPIError as exc:
-                log.warning("no vector index for model %r (%d-d): %s", model, dimensions, exc)
+    async def ensure_vector_index(self, session: AsyncSession, model: str, dimensions: int) -> None:
+        """The HNSW index over one model's vectors, created in this transaction if missing
+        (it holds writes to chunks until the commit, which happens once per model)."""
+        name = vector_index_name(model, dimensions)
+        exists = await session.scalar(text("SELECT to_regclass(:name) IS NOT NULL"), {"name": name})
+        if not exists:
+            async with session.begin_nested():
+                await session.execute(text(vector_index_ddl(model, dimensions)))
 
     # ---- search ---------------------------------------------------------------------------
 

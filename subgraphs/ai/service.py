@@ -18,7 +18,6 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from klikkflow.ai.documents import (
@@ -32,13 +31,7 @@ from klikkflow.ai.embeddings import Embedder
 from klikkflow.kit.auth import Viewer
 from klikkflow.kit.errors import InvalidInput
 from klikkflow.kit.permissions import require
-from subgraphs.ai.models import (
-    Document,
-    DocumentStatus,
-    KnowledgeBase,
-    vector_index_ddl,
-    vector_index_name,
-)
+from subgraphs.ai.models import Document, DocumentStatus, KnowledgeBase
 from subgraphs.ai.repository import Hit, SearchFilter, parse_uuid, repository
 
 log = logging.getLogger("klikkflow.ai")
@@ -71,7 +64,7 @@ class KnowledgeBaseService:
     def __init__(self) -> None:
         self._embedder: Embedder | None = None
         self.max_bytes = 20 * 1024 * 1024
-        self._indexed: set[tuple[str, int]] = set()
+        self._unindexed: set[str] = set()
 
     def configure(self, embedder: Embedder, max_bytes: int) -> None:
         """Called once by each process that uses the service (the AI subgraph, a worker)."""
@@ -321,20 +314,13 @@ class KnowledgeBaseService:
 
     async def _ensure_index(self, session: AsyncSession, model: str, dimensions: int) -> None:
         """The model's HNSW index, created in this transaction when missing (the local
-        model's comes with the migrations)."""
-        key = (model, dimensions)
-        if key in self._indexed:
-            return
-        if dimensions > HNSW_MAX_DIMENSIONS:
+        model's comes with the migrations). Not remembered in the process: the
+        transaction that creates it may yet roll back."""
+        if dimensions <= HNSW_MAX_DIMENSIONS:
+            await repository.ensure_vector_index(session, model, dimensions)
+        elif model not in self._unindexed:
             log.warning("model %r has %d dimensions: searched without an index", model, dimensions)
-            self._indexed.add(key)
-            return
-        name = vector_index_name(model, dimensions)
-        exists = await session.scalar(text("SELECT to_regclass(:name) IS NOT NULL"), {"name": name})
-        if not exists:
-            async with session.begin_nested():
-                await session.execute(text(vector_index_ddl(model, dimensions)))
-        self._indexed.add(key)
+            self._unindexed.add(model)
 
 
 def _uses(kb: KnowledgeBase, embedder: Embedder) -> bool:
