@@ -339,7 +339,8 @@ def _html_fragment_text(fragment: str) -> str:
 
 
 def _html(data: bytes) -> Extracted:
-    from bs4 import BeautifulSoup, Comment, NavigableString, Tag
+    from bs4 import BeautifulSoup, CData, NavigableString, Tag
+    from bs4.element import PreformattedString
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # bs4 warns about text that looks like a URL or file
@@ -360,8 +361,8 @@ def _html(data: bytes) -> Extracted:
 
     def walk(node: Tag) -> None:
         for child in node.children:
-            if isinstance(child, Comment):
-                continue
+            if isinstance(child, PreformattedString) and not isinstance(child, CData):
+                continue  # comments, doctypes, processing instructions
             if isinstance(child, NavigableString):
                 buffer.append(_WHITESPACE.sub(" ", str(child)))
             elif isinstance(child, Tag):

@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import ARRAY, Uuid, bindparam, delete, func, insert, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
-from sqlmodel import col, select
+from sqlmodel import SQLModel, col, select
 
 from subgraphs.ai.models import (
     TEXT_SEARCH_CONFIG,
@@ -234,7 +234,7 @@ class KnowledgeBaseRepository:
         model: str,
         vectors: dict[int, list[float]],
     ) -> None:
-        table = Chunk.__table__  # Core: one UPDATE executed for many rows
+        table = SQLModel.metadata.tables["chunks"]  # Core: one UPDATE run for many rows
         await session.execute(
             update(table)
             .where(table.c.knowledge_base_id == kb.id, table.c.id == bindparam("chunk_id"))
