@@ -11,10 +11,19 @@ from arq.worker import Worker, async_check_health
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from klikkflow.ai.embeddings import embedder_from_settings
 from klikkflow.kit.metrics import serve_worker_metrics
 from klikkflow.kit.settings import WorkerSettings
-from klikkflow.kit.stores import WORKER_HEALTH_KEY, arq_redis_settings, create_redis, init_mongo
+from klikkflow.kit.stores import (
+    WORKER_HEALTH_KEY,
+    arq_redis_settings,
+    create_pg_engine,
+    create_redis,
+    init_mongo,
+)
 from klikkflow.kit.vault import LocalKeyProvider
+from subgraphs.ai.runtime import PostgresAiServices
+from subgraphs.ai.service import knowledge_base as knowledge_base_service
 from subgraphs.executions.models import DOCUMENTS as EXECUTION_DOCUMENTS
 from subgraphs.executions.models import TERMINAL
 from subgraphs.executions.runs import RunSettings, runs
@@ -38,12 +47,19 @@ def build_worker(settings: WorkerSettings, *, burst: bool = False) -> Worker:
         ctx["redis"] = create_redis(settings.redis_url)
         provider = LocalKeyProvider(settings.credentials_master_keys, settings.secret_key)
         credential_service.configure(settings, provider)
+        node_extras: dict[str, Any] = {}
+        if settings.database_url:  # AI nodes: memory, token usage, knowledge bases
+            ctx["pg"] = create_pg_engine(settings.database_url)
+            embedder = embedder_from_settings(settings)
+            knowledge_base_service.configure(embedder, settings.document_max_bytes)
+            node_extras["ai"] = PostgresAiServices(ctx["pg"], embedder)
         runs.configure(
             RunSettings(
                 allow_private_network=settings.allow_private_network,
                 execution_timeout_seconds=settings.execution_timeout_seconds or None,
                 node_output_max_bytes=settings.node_output_max_bytes or None,
                 organization_max_running=settings.organization_max_running,
+                node_extras=node_extras,
             )
         )
         if settings.worker_metrics_port:
@@ -61,6 +77,8 @@ def build_worker(settings: WorkerSettings, *, burst: bool = False) -> Worker:
             await ctx["redis"].aclose()
         if "mongo" in ctx:
             await ctx["mongo"].close()
+        if "pg" in ctx:
+            await ctx["pg"].dispose()
 
     return Worker(
         functions=[func(run_execution, name=RUN_EXECUTION, keep_result=0)],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from klikkflow.nodes.ai import AI_NODES
 from klikkflow.nodes.base import NodeType
 from klikkflow.nodes.code import CODE_NODES
 from klikkflow.nodes.control import CONTROL_NODES
@@ -19,4 +20,5 @@ BUILTIN_NODES: list[type[NodeType]] = [
     *TRANSFORM_NODES,
     *HTTP_NODES,
     *CODE_NODES,
+    *AI_NODES,
 ]

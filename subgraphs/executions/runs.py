@@ -18,8 +18,8 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -222,6 +222,8 @@ class RunSettings:
     execution_timeout_seconds: int | None = 3600
     organization_max_running: int = 0  # executions running at once per organization; 0: any
     node_output_max_bytes: int | None = 8 * 1024 * 1024
+    # More node extras for every execution (the AI nodes' `ai` services, from the worker).
+    node_extras: Mapping[str, Any] = field(default_factory=dict)
 
 
 class _Log:
@@ -544,7 +546,9 @@ class RunService:
             on_event=sink,
             credentials_loader=credential,
             node_extras={
-                "ssrf_policy": SsrfPolicy(allow_private=self.settings.allow_private_network)
+                **self.settings.node_extras,
+                "ssrf_policy": SsrfPolicy(allow_private=self.settings.allow_private_network),
+                "organization_id": org,
             },
             max_output_bytes=self.settings.node_output_max_bytes,
             default_timeout=self.settings.execution_timeout_seconds,
