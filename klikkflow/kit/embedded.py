@@ -53,7 +53,12 @@ def mongo_spec(
     # scanning it whole on every write, so writes got slower the longer it ran (measured:
     # 1,000 waiting executions took 20 s, the next 1,000 five times longer). A real MongoDB
     # (KLIKKFLOW_MONGO_URI) keeps pymongo's default, retryable writes on.
-    uri = f"mongodb://{host}:{port}/?directConnection=true&retryWrites=false"
+    # Server monitoring by polling: the stand-in serves the streaming kind by checking
+    # every client's monitor socket in a loop, a tenth of its CPU under load.
+    uri = (
+        f"mongodb://{host}:{port}/?directConnection=true&retryWrites=false"
+        "&serverMonitoringMode=poll"
+    )
     argv = [str(binary), "--host", host, "--port", str(port), "--storage-path", storage]
     spec = ServiceSpec("mongo", argv, port=port, host=host, ready=partial(_mongo_ping, uri))
     spec.url = uri
