@@ -7,21 +7,35 @@ organization is charged in PostgreSQL."""
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import unquote
 
 import httpx
 import pytest
+from pydantic import ValidationError
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
 
 from klikkflow.ai.embeddings import LOCAL_DIMENSIONS, LOCAL_MODEL_ID
+from klikkflow.engine.context import RunContext
+from klikkflow.engine.expressions import ExpressionEngine
+from klikkflow.engine.workflow import NodeSpec
+from klikkflow.nodes.ai import AiAgent, LlmChat, TextClassifier
+from klikkflow.nodes.base import NodeError, NodeType
+from klikkflow.nodes.http import DENY_PRIVATE, SsrfPolicy
 from tests.factories.credentials import create_credential
 from tests.factories.executions import output, start_run, wait_for_status
 from tests.factories.graphql import data, gql
 from tests.factories.identity import Account, sign_up
 from tests.factories.knowledge import added, create_knowledge_base
 from tests.factories.llm import LlmStandIn, Reply, ToolCall, llm_stand_in
+from tests.factories.servers import serve
 from tests.factories.workflows import CREATE_WORKFLOW, create_workflow, link, node
 
 KEY = "sk-test-5b8e2d41c9a7"
@@ -586,3 +600,135 @@ async def test_workflows_fill_a_knowledge_base_and_search_it(platform, client, a
     _, _, done = await _run(client, platform, stranger, _after_start(search), asked)
     assert done["status"] == "FAILED"
     assert f"knowledge base {handbook} not found" in done["error"]["message"]
+
+
+# ---- in this process: tools over HTTP, the SSRF guard, parameters -------------------------
+
+
+def _context(
+    cls: type[NodeType], parameters: dict[str, Any], values: dict[str, Any], policy: SsrfPolicy
+) -> RunContext:
+    spec = NodeSpec(
+        id="n1",
+        name=cls.display_name,
+        type=cls.type,
+        typeVersion=cls.version,
+        parameters=parameters,
+        credentials={"openAiApi": {"id": "c1"}},
+    )
+    engine = ExpressionEngine(
+        execution_id="test", workflow={"id": "wf", "name": "T", "nodes": [{"name": spec.name}]}
+    )
+
+    async def load(kind: str, credential_id: str) -> dict[str, Any]:
+        return values
+
+    return RunContext(
+        node=spec, expressions=engine, credentials_loader=load, extras={"ssrf_policy": policy}
+    )
+
+
+async def _run_here(
+    cls: type[NodeType], parameters: dict[str, Any], llm: LlmStandIn, policy: SsrfPolicy, items
+):
+    values = {"apiKey": KEY, "baseUrl": llm.openai_url}
+    ctx = _context(cls, parameters, values, policy)
+    return await cls().run(ctx, cls.Params.model_validate(parameters), {"main": items})
+
+
+async def test_an_http_tool_fills_only_its_url_pattern_with_the_models_values(llm):
+    seen: list[str] = []
+
+    async def weather(request: Request) -> JSONResponse:
+        raw = request.scope["raw_path"].decode()
+        seen.append(f"{raw}?{request.url.query}")
+        city = re.fullmatch(r"/cities/([^/]+)/weather", raw)
+        if city is None:
+            return JSONResponse({"error": "no such page"}, status_code=404)
+        return JSONResponse({"city": unquote(city.group(1)), "sky": "cloudy"})
+
+    app = Starlette(routes=[Route("/{path:path}", weather)])
+    async with serve(app) as url:
+        tool = {
+            "type": "httpRequest",
+            "name": "weather",
+            "description": "Today's weather in a city",
+            "url": url + "/cities/{city}/weather?units=metric",
+        }
+        parameters = {"model": MODEL, "prompt": "Weather?", "tools": {"values": [tool]}}
+        llm.script(
+            Reply.calls(ToolCall("weather", {"city": "New York"}, id="call_1")),
+            Reply.calls(ToolCall("weather", {"city": "../admin"}, id="call_2")),
+            Reply.say("Cloudy in New York."),
+        )
+        out = await _run_here(AiAgent, parameters, llm, SsrfPolicy(allow_private=True), [{}])
+
+    assert seen == [
+        "/cities/New%20York/weather?units=metric",
+        "/cities/..%2Fadmin/weather?units=metric",
+    ]
+    [answer] = out["main"]
+    tools = [s for s in answer["json"]["steps"] if s["type"] == "tool"]
+    assert tools[0]["result"] == {"status": 200, "body": {"city": "New York", "sky": "cloudy"}}
+    assert tools[1]["result"] == {"status": 200, "body": {"city": "../admin", "sky": "cloudy"}}
+    schema = llm.chats[0].tool_schema("weather")
+    assert (schema["properties"], schema["required"]) == ({"city": {"type": "string"}}, ["city"])
+
+
+async def test_a_credential_pointing_at_a_private_address_is_refused_before_any_call(llm):
+    parameters = {"model": MODEL, "prompt": "Hello"}
+    with pytest.raises(NodeError) as refused:
+        await _run_here(LlmChat, parameters, llm, DENY_PRIVATE, [{}])
+    assert str(refused.value).startswith("the credential's base URL is refused: refused to connect")
+    assert "loopback address" in str(refused.value)
+    assert llm.sent == []
+
+
+@pytest.mark.parametrize(
+    ("node_type", "parameters", "problem"),
+    [
+        (
+            AiAgent,
+            {"model": MODEL, "tools": {"values": [_forecast_tool("w1"), _forecast_tool("w2")]}},
+            "two tools have the same name",
+        ),
+        (
+            AiAgent,
+            {
+                "model": MODEL,
+                "tools": {
+                    "values": [
+                        {
+                            "type": "httpRequest",
+                            "name": "anywhere",
+                            "description": "The model must not choose the host",
+                            "url": "https://{host}/x",
+                        }
+                    ]
+                },
+            },
+            "String should match pattern",
+        ),
+        (
+            TextClassifier,
+            {"model": MODEL, "categories": {"categories": [{"category": "other"}]}},
+            "a category named 'other' would share the fallback's output",
+        ),
+        (LlmChat, {"model": MODEL, "jsonSchema": {"type": "string"}}, "JSON Schema of an object"),
+    ],
+    ids=["duplicate-tools", "http-host-placeholder", "other-category", "non-object-schema"],
+)
+def test_parameters_that_cannot_work_are_refused(node_type, parameters, problem):
+    with pytest.raises(ValidationError) as refused:
+        node_type.Params.model_validate(parameters)
+    assert problem in str(refused.value)
+
+
+def test_the_classifier_has_an_output_per_category_and_other_unless_discarded():
+    categories = {"categories": [{"category": "billing"}, {"category": "bug"}]}
+    kept = TextClassifier.Params.model_validate({"model": MODEL, "categories": categories})
+    assert TextClassifier().output_ports(kept) == ("billing", "bug", "other")
+    discarded = TextClassifier.Params.model_validate(
+        {"model": MODEL, "categories": categories, "options": {"fallback": "discard"}}
+    )
+    assert TextClassifier().output_ports(discarded) == ("billing", "bug")
