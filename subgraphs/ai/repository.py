@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import ARRAY, Uuid, bindparam, delete, func, insert, text, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.orm import aliased
 from sqlmodel import SQLModel, col, select
 
@@ -243,13 +243,30 @@ class KnowledgeBaseRepository:
         )
 
     async def ensure_vector_index(self, session: AsyncSession, model: str, dimensions: int) -> None:
-        """The HNSW index over one model's vectors, created in this transaction if missing
-        (it holds writes to chunks until the commit, which happens once per model)."""
+        """The HNSW index over one model's vectors, if missing built at once on a
+        connection of its own (so it is there whatever becomes of this transaction).
+
+        Call it before this transaction writes chunks: the build waits for transactions
+        writing chunks, and holds other writers only while it runs (it indexes no rows
+        until the model's vectors are written)."""
         name = vector_index_name(model, dimensions)
         exists = await session.scalar(text("SELECT to_regclass(:name) IS NOT NULL"), {"name": name})
-        if not exists:
-            async with session.begin_nested():
-                await session.execute(text(vector_index_ddl(model, dimensions)))
+        if exists:
+            return
+        bind = session.bind
+        if bind is None:
+            raise RuntimeError("the session is bound to no database")
+        engine = bind if isinstance(bind, AsyncEngine) else bind.engine
+        async with engine.connect() as conn:
+            auto = await conn.execution_options(isolation_level="AUTOCOMMIT")
+            # One builder at a time: two would collide on the name.
+            await auto.execute(text("SELECT pg_advisory_lock(hashtext(:name))"), {"name": name})
+            try:
+                await auto.execute(text(vector_index_ddl(model, dimensions)))
+            finally:
+                await auto.execute(
+                    text("SELECT pg_advisory_unlock(hashtext(:name))"), {"name": name}
+                )
 
     # ---- search ---------------------------------------------------------------------------
 

@@ -285,10 +285,11 @@ class KnowledgeBaseService:
         self, session: AsyncSession, kb: KnowledgeBase, embedder: Embedder
     ) -> None:
         """Make the (locked) knowledge base's vectors the embedder's, re-embedding its
-        chunks if they come from another model."""
+        chunks if they come from another model (after its index exists: see
+        repository.ensure_vector_index)."""
+        await self._ensure_index(session, embedder.model, embedder.dimensions)
         if not _uses(kb, embedder):
             await self._reembed(session, kb, embedder)
-        await self._ensure_index(session, embedder.model, embedder.dimensions)
 
     async def _reembed(self, session: AsyncSession, kb: KnowledgeBase, embedder: Embedder) -> int:
         previous, count = kb.embedding_model, 0
@@ -313,9 +314,7 @@ class KnowledgeBaseService:
         return count
 
     async def _ensure_index(self, session: AsyncSession, model: str, dimensions: int) -> None:
-        """The model's HNSW index, created in this transaction when missing (the local
-        model's comes with the migrations). Not remembered in the process: the
-        transaction that creates it may yet roll back."""
+        """The model's HNSW index (the local model's comes with the migrations)."""
         if dimensions <= HNSW_MAX_DIMENSIONS:
             await repository.ensure_vector_index(session, model, dimensions)
         elif model not in self._unindexed:

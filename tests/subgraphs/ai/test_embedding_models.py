@@ -7,6 +7,8 @@ the local stand-in, on the same database."""
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
@@ -112,5 +114,42 @@ async def test_a_new_model_re_embeds_the_whole_knowledge_base(platform, client):
             "chunks": 2,
             "knowledgeBase": {"embeddingModel": LOCAL_MODEL},
         }
+    finally:
+        await engine.dispose()
+
+
+async def test_knowledge_bases_move_to_a_new_model_at_the_same_time(platform, client):
+    """Two knowledge bases re-embedded at once for a model with no index yet: one index is
+    built, neither waits for the other's lock, both end on the new model."""
+    account = await sign_up(client, platform.router_url, "Concurrent switchers")
+    kbs = [await create_knowledge_base(client, platform.router_url, account, n) for n in "AB"]
+    for kb in kbs:
+        await added(client, platform.router_url, account.token, kb, "refunds.md", text=REFUNDS)
+    engine = create_async_engine(platform.database_url)
+    sessions = async_sessionmaker(engine, expire_on_commit=False)
+    try:
+        async with llm_stand_in(embedding_dimensions=12) as llm:
+            other = KnowledgeBaseService()
+            other.configure(
+                OpenAIEmbedder(base_url=llm.openai_url, model="stand-in-twelve", dimensions=12),
+                1024 * 1024,
+            )
+
+            async def switch(kb: str) -> str:
+                async with sessions() as session:
+                    found = await other.search(session, account.organization_id, kb, "refund")
+                    await session.commit()
+                return found[0].text
+
+            answers = await asyncio.wait_for(asyncio.gather(*(switch(kb) for kb in kbs)), 60)
+        assert [a.startswith("Customers may return") for a in answers] == [True, True]
+        for kb in kbs:
+            assert await vectors(engine, kb) == {("openai:stand-in-twelve", 12)}
+        async with engine.connect() as conn:
+            index = await conn.scalar(
+                text("SELECT to_regclass(:name) IS NOT NULL"),
+                {"name": vector_index_name("openai:stand-in-twelve", 12)},
+            )
+        assert index
     finally:
         await engine.dispose()
