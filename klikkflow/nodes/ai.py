@@ -19,9 +19,9 @@ The model is reached with the node's ``openAiApi`` or ``anthropicApi`` credentia
 URL the credential sets passes the execution's SSRF policy first. Every model call's tokens
 are recorded for the execution's organization, and memories are kept by (organization,
 session key), through the ``ai`` node extra the workers provide
-(``klikkflow.ai.runtime.AiServices``). ``klikkflow.ai.llm`` is imported when a node first
-runs: it takes seconds to import, and most processes that list node types never call a
-model.
+(``klikkflow.ai.runtime.AiServices``). ``klikkflow.ai.llm`` is imported, in a thread, when
+a model node first runs: it takes seconds to import, and most processes that list node
+types never call a model.
 
 Items fail one by one: with the node's ``onError`` at ``continue`` or ``errorOutput`` a
 failed item goes on with its ``error`` (and the agent's ``steps``) while the others
@@ -30,7 +30,9 @@ succeed; with ``stop`` the first failure fails the node with the reason.
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import importlib
 import json
 import re
 from collections.abc import Sequence
@@ -66,6 +68,8 @@ from klikkflow.nodes.http import resolve_checked as resolve_destination
 
 if TYPE_CHECKING:
     from klikkflow.ai.llm import LlmConfig, LlmError, Message, Step, Tool, Usage
+
+LLM_MODULE = "klikkflow.ai.llm"
 
 LLM_CREDENTIALS = ("openAiApi", "anthropicApi")
 # What a tool hands the model, and what the execution data keeps of it.
@@ -187,13 +191,15 @@ class _Model:
 
     @classmethod
     async def connect(cls, ctx: NodeContext, params: ModelParams) -> _Model:
-        from klikkflow.ai.llm import LlmConfig
-
+        # Its first import takes seconds: off the event loop other executions share (a
+        # thread also waits for an import another thread has begun).
+        llm = await asyncio.to_thread(importlib.import_module, LLM_MODULE)
+        config_type: type[LlmConfig] = llm.LlmConfig
         kind = _credential_type(ctx, params.credential_type)
         values = await ctx.credential(kind)
         options = params.options
         try:
-            config = LlmConfig.from_credential(
+            config = config_type.from_credential(
                 kind,
                 values,
                 model=params.model,
