@@ -242,6 +242,20 @@ async def test_adding_the_same_content_again_adds_nothing(platform, client, libr
     assert again["name"] == "handbook.md"
 
 
+async def test_the_same_content_added_twice_at_once_is_stored_once(
+    platform, client, library, database
+):
+    kb = await create_knowledge_base(client, platform.router_url, library.account, "Racing")
+    twice = await asyncio.gather(
+        *(
+            added(client, platform.router_url, library.account.token, kb, name, text=HANDBOOK)
+            for name in ("first.md", "second.md")
+        )
+    )
+    assert twice[0]["id"] == twice[1]["id"]
+    assert await counts(database, kb) == (1, 3)
+
+
 async def test_deleting_a_document_removes_its_chunks(platform, client, library, database):
     token = library.account.token
     kb = await create_knowledge_base(client, platform.router_url, library.account, "Short-lived")
