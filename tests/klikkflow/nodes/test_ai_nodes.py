@@ -230,6 +230,36 @@ async def test_a_model_that_does_not_answer_in_time_fails_the_node(platform, cli
     assert await _usage(platform, execution) == []
 
 
+async def test_with_an_error_output_only_the_failed_item_leaves_by_it(
+    platform, client, llm, account
+):
+    credentials = await _openai(client, platform, account, llm)
+    chat = node(
+        "Chat",
+        "llmChat",
+        parameters={"model": MODEL, "prompt": "={{ $json.q }}", "options": {"maxRetries": 0}},
+        credentials=credentials,
+        onError="errorOutput",
+    )
+    definition = {
+        "nodes": [node("Start", "manualTrigger"), chat, node("Answers"), node("Failures")],
+        "connections": [
+            link("Start", "Chat"),
+            link("Chat", "Answers"),
+            link("Chat", "Failures", "error"),
+        ],
+    }
+    llm.script(Reply.say("Four."), Reply.failure(503, "overloaded"))
+
+    _, _, done = await _run(client, platform, account, definition, [{"q": "2+2?"}, {"q": "3+3?"}])
+
+    assert done["status"] == "SUCCEEDED", done
+    assert [a["text"] for a in output(done, "Answers")] == ["Four."]
+    [failed] = output(done, "Failures")
+    assert failed["q"] == "3+3?"
+    assert "answered HTTP 503: overloaded [item 1]" in failed["error"]
+
+
 # ---- conversation memory ------------------------------------------------------------------
 
 
