@@ -254,6 +254,12 @@ MUTATIONS = {
         "credential",
         "NotFoundError",
     ),
+    "generateWorkflow": (  # Bob may not spend Alice's model key
+        "mutation ($id: ID!) { generateWorkflow(input: {credentialId: $id, "
+        'description: "anything", model: "m"}) { __typename } }',
+        "credential",
+        "NotFoundError",
+    ),
     "updateWorkflow": (
         "mutation ($id: ID!) { updateWorkflow(input: {id: $id, expectedVersion: 1, "
         'name: "taken"}) { __typename } }',
@@ -441,6 +447,8 @@ NO_CROSS_TENANT_SURFACE = {
     "credentialTypes",
     "nodeTypes",
     "createKnowledgeBase",
+    # The shipped template library: the same for everyone, nothing of a tenant's in it.
+    "recommendTemplates",
     # SSO: configuring acts on the caller's organization; starting needs only a public
     # slug; completing needs the secret state from the start.
     "configureOidc",

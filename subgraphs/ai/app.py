@@ -16,6 +16,7 @@ from klikkflow.kit.health import postgres_check
 from klikkflow.kit.settings import SubgraphSettings
 from klikkflow.kit.stores import create_pg_engine
 from subgraphs.ai import uploads
+from subgraphs.ai.generation import generation_stores
 from subgraphs.ai.schema import schema
 from subgraphs.ai.service import knowledge_base as knowledge_base_service
 
@@ -31,9 +32,10 @@ def create_app(settings: SubgraphSettings | None = None) -> Starlette:
         engine = create_pg_engine(settings.database_url)
         app.state.sessions = async_sessionmaker(engine, expire_on_commit=False)
         app.state.verifier = JwksVerifier(settings)
-        app.state.health_checks = {"postgres": postgres_check(engine)}
         try:
-            yield
+            async with generation_stores(settings) as checks:
+                app.state.health_checks = {"postgres": postgres_check(engine), **checks}
+                yield
         finally:
             await engine.dispose()
 

@@ -20,6 +20,7 @@ from klikkflow.kit.graphql import (
     mask_errors,
     validation_error,
 )
+from subgraphs.ai.generation_schema import GenerationMutation, GenerationQuery
 from subgraphs.ai.loaders import document_loader, knowledge_base_loader
 from subgraphs.ai.service import DocumentNotFound, KnowledgeBaseNotFound, search_filter
 from subgraphs.ai.service import knowledge_base as knowledge_base_service
@@ -73,7 +74,7 @@ def document_bytes(input: AddDocumentInput, limit: int) -> bytes:
 
 
 @strawberry.type
-class Query:
+class Query(GenerationQuery):
     ai_health: ServiceHealth | None = strawberry.field(
         resolver=service_health, description="Health of the AI subgraph and its stores."
     )
@@ -152,7 +153,7 @@ async def _add_document(
 
 
 @strawberry.type
-class Mutation:
+class Mutation(GenerationMutation):
     @strawberry.mutation(description="Create an empty knowledge base.")
     async def create_knowledge_base(
         self, info: strawberry.Info, input: CreateKnowledgeBaseInput
