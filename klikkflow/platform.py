@@ -47,6 +47,7 @@ class Platform:
             "KLIKKFLOW_PUBLIC_URL": settings.public_url,
             "KLIKKFLOW_CREDENTIALS_MASTER_KEYS": settings.credentials_master_keys,
             "KLIKKFLOW_ALLOW_PRIVATE_NETWORK": str(settings.allow_private_network).lower(),
+            "KLIKKFLOW_WEBHOOK_URL": f"http://{settings.host}:{settings.executions_port}",
         }
 
 

@@ -60,6 +60,8 @@ def build_worker(settings: WorkerSettings, *, burst: bool = False) -> Worker:
                 node_output_max_bytes=settings.node_output_max_bytes or None,
                 organization_max_running=settings.organization_max_running,
                 node_extras=node_extras,
+                webhook_url=settings.webhook_url,
+                secret_key=settings.secret_key,
             )
         )
         if settings.worker_metrics_port:

@@ -322,12 +322,16 @@ class ExpressionEngine:
         variables: dict[str, Any] | None = None,
         timezone: str = "UTC",
         mode: str = "manual",
+        resume_url: str | None = None,
         memory_limit: int = 64 * 2**20,
         time_limit: float = 1.0,
     ) -> None:
+        execution: dict[str, Any] = {"id": execution_id, "mode": mode}
+        if resume_url is not None:  # where a call wakes the execution's Wait (n8n's name)
+            execution["resumeUrl"] = resume_url
         self._env = {
             "vars": variables or {},
-            "execution": {"id": execution_id, "mode": mode},
+            "execution": execution,
             "workflow": {k: workflow.get(k) for k in ("id", "name", "active")},
         }
         nodes = workflow.get("nodes")

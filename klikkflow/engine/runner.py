@@ -88,6 +88,7 @@ class Runner:
     max_output_bytes: int | None = None  # per node run (JSON); None: no limit
     default_timeout: int | None = None  # seconds, when the workflow sets none
     node_extras: dict[str, Any] = field(default_factory=dict)  # see RunContext.extras
+    resume_url: str | None = None  # `$execution.resumeUrl`: a call to it wakes a Wait
     state: State = field(default_factory=State)
 
     def __post_init__(self) -> None:
@@ -98,6 +99,7 @@ class Runner:
             variables=self.variables,
             timezone=workflow.settings.timezone,
             mode=self.mode,
+            resume_url=self.resume_url,
         )
         self._tasks: dict[str, asyncio.Task[list[Event]]] = {}
 

@@ -103,6 +103,15 @@ class NetworkSettings(_Base):
     )
 
 
+class WebhookSettings(_Base):
+    """Where the executions service's webhook ingress is reached from outside."""
+
+    webhook_url: str = Field(
+        default=f"http://127.0.0.1:{DEFAULT_PORTS['executions']}",
+        description="Public address of the webhook ingress, for `$execution.resumeUrl`",
+    )
+
+
 class EmbeddingSettings(_Base):
     """Which embedding model turns text into vectors (see klikkflow.ai.embeddings).
 
@@ -179,6 +188,7 @@ class WorkerSettings(
     AuthSettings,
     VaultSettings,
     NetworkSettings,
+    WebhookSettings,
     EmbeddingSettings,
     DocumentSettings,
 ):

@@ -55,7 +55,7 @@ from subgraphs.executions.models import (
 )
 from subgraphs.executions.models import ExecutionStatus as Status
 from subgraphs.executions.repository import log_page, repository
-from subgraphs.executions.service import RUN_EXECUTION
+from subgraphs.executions.service import RUN_EXECUTION, resume_path
 from subgraphs.executions.service import execution as execution_service
 from subgraphs.workflows.credentials import credential as credential_service
 from subgraphs.workflows.service import VersionNotFound, WorkflowNotFound
@@ -224,6 +224,10 @@ class RunSettings:
     node_output_max_bytes: int | None = 8 * 1024 * 1024
     # More node extras for every execution (the AI nodes' `ai` services, from the worker).
     node_extras: Mapping[str, Any] = field(default_factory=dict)
+    # For `$execution.resumeUrl`: the webhook ingress's public address and the key of
+    # resume tokens; no address: no resume URL in expressions.
+    webhook_url: str = ""
+    secret_key: str = ""
 
 
 class _Log:
@@ -552,7 +556,12 @@ class RunService:
             },
             max_output_bytes=self.settings.node_output_max_bytes,
             default_timeout=self.settings.execution_timeout_seconds,
+            resume_url=self._resume_url(str(execution.id)),
         )
+
+    def _resume_url(self, execution_id: str) -> str | None:
+        base, key = self.settings.webhook_url.rstrip("/"), self.settings.secret_key
+        return f"{base}{resume_path(key, execution_id)}" if base and key else None
 
     def _sub_workflows(
         self, redis: Redis, queue: ArqRedis, parent: ExecutionDocument

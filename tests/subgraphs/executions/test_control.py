@@ -175,9 +175,7 @@ async def test_a_wait_for_a_call_goes_on_when_its_resume_url_is_called(platform,
     assert after["body"] == {"approved": True}
 
 
-async def test_cancelling_a_parent_cancels_the_sub_workflow_it_waits_for(
-    platform, client, hanging
-):
+async def test_cancelling_a_parent_cancels_the_sub_workflow_it_waits_for(platform, client, hanging):
     url, arrived = hanging
     account = await sign_up(client, platform.router_url, "Family cancellers")
     call_out = node("Call", "httpRequest", typeVersion=4.2, parameters={"url": url})
@@ -220,3 +218,37 @@ async def test_cancelling_a_parent_cancels_the_sub_workflow_it_waits_for(
     )
     assert ended["status"] == "CANCELLED"
     assert ended["error"]["message"] == f"cancelled by {account.user_id} (with its parent)"
+
+
+async def test_a_workflow_hands_out_its_resume_url_and_a_call_to_it_wakes_the_wait(
+    platform, client
+):
+    """n8n's approval pattern: a node sends `$execution.resumeUrl` to someone, a Wait
+    for a call parks the execution, and the call to that URL wakes it."""
+    sent: asyncio.Queue[str] = asyncio.Queue()
+
+    async def notify(request: Request) -> Response:
+        await sent.put(request.query_params["link"])
+        return JSONResponse({"sent": True})
+
+    async with serve(Starlette(routes=[Route("/notify", notify)])) as mailer:
+        account = await sign_up(client, platform.router_url, "Link approvers")
+        link = "encodeURIComponent($execution.resumeUrl)"
+        url = f"={{{{ '{mailer}/notify?link=' + {link} }}}}"
+        ask = node("Ask", "httpRequest", typeVersion=4.2, parameters={"url": url})
+        wait = node("Approval", "wait", typeVersion=1.1, parameters={"resume": "webhook"})
+        definition = _line(node("Start", "manualTrigger"), ask, wait, node("After"))
+        workflow_id = await create_workflow(
+            client, platform.router_url, account, "Asks by link", definition
+        )
+        execution_id = await start_run(client, platform.router_url, account, workflow_id)
+        link_sent = await asyncio.wait_for(sent.get(), 30)
+    base = platform.urls["executions"].removesuffix("/graphql")
+    assert link_sent.startswith(f"{base}/webhook-waiting/{execution_id}/")
+    await wait_for_status(client, platform.router_url, account, execution_id, ("WAITING",))
+    answer = await client.post(link_sent, json={"approved": "yes"})
+    assert answer.status_code == 202
+    done = await wait_for_status(client, platform.router_url, account, execution_id)
+    assert done["status"] == "SUCCEEDED", done
+    [after] = output(done, "After")
+    assert after["body"] == {"approved": "yes"}
