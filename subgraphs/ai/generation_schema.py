@@ -8,9 +8,11 @@ from enum import Enum
 from typing import Annotated, Literal
 
 import strawberry
+from sqlalchemy.ext.asyncio import AsyncSession
 from strawberry.scalars import JSON
 
 from klikkflow.ai.llm import LlmError, LlmProviderError, LlmTimeout, Usage
+from klikkflow.kit.auth import Viewer
 from klikkflow.kit.errors import InvalidInput, NotAllowed
 from klikkflow.kit.graphql import (
     Error,
@@ -205,28 +207,38 @@ class GenerationMutation:
         self, info: strawberry.Info, input: GenerateWorkflowInput
     ) -> GenerateWorkflowResult:
         viewer = info.context.require_viewer()
-        try:
-            made = await generation.generate(
-                viewer,
-                input.description,
-                str(input.credential_id),
-                input.model,
-                input.timeout_seconds,
-            )
-        except InvalidInput as exc:
-            return validation_error(exc, "generation refused")
-        except NotAllowed as exc:
-            return ForbiddenError(message=str(exc))
-        except CredentialNotFound as exc:
-            return NotFoundError(message=str(exc), id=input.credential_id)
-        except GenerationRefused as exc:
-            return refused(exc)
-        except LlmError as exc:
-            return language_model_error(exc)
-        return GenerateWorkflowSuccess(
-            workflow=Workflow(id=strawberry.ID(str(made.workflow.id))),
-            definition=made.document,
-            attempts=made.attempts,
-            model=made.model,
-            usage=TokenCount.from_usage(made.usage),
+        async with info.context.state.sessions() as session:
+            result = await _generated(session, viewer, input)
+            await session.commit()  # the tokens the model used, whatever came of them
+        return result
+
+
+async def _generated(
+    session: AsyncSession, viewer: Viewer, input: GenerateWorkflowInput
+) -> GenerateWorkflowResult:
+    try:
+        made = await generation.generate(
+            session,
+            viewer,
+            input.description,
+            str(input.credential_id),
+            input.model,
+            input.timeout_seconds,
         )
+    except InvalidInput as exc:
+        return validation_error(exc, "generation refused")
+    except NotAllowed as exc:
+        return ForbiddenError(message=str(exc))
+    except CredentialNotFound as exc:
+        return NotFoundError(message=str(exc), id=input.credential_id)
+    except GenerationRefused as exc:
+        return refused(exc)
+    except LlmError as exc:
+        return language_model_error(exc)
+    return GenerateWorkflowSuccess(
+        workflow=Workflow(id=strawberry.ID(str(made.workflow.id))),
+        definition=made.document,
+        attempts=made.attempts,
+        model=made.model,
+        usage=TokenCount.from_usage(made.usage),
+    )

@@ -12,6 +12,8 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from klikkflow.kit.errors import InvalidInput
 from klikkflow.nodes.registry import default_registry
@@ -159,6 +161,23 @@ async def generate(
     result = data(await gql(client, platform.router_url, GENERATE, variables, token))
     found: dict[str, Any] = result["generateWorkflow"]
     return found
+
+
+async def usage_rows(platform: Any, account: Account) -> list[dict[str, Any]]:
+    engine = create_async_engine(platform.database_url)
+    try:
+        async with engine.connect() as conn:
+            found = await conn.execute(
+                text(
+                    "SELECT workflow_id, execution_id, node, provider, model, input_tokens,"
+                    " output_tokens, calls FROM ai_token_usage WHERE organization_id = :org"
+                    " ORDER BY id"
+                ),
+                {"org": account.organization_id},
+            )
+            return [dict(row._mapping) for row in found]
+    finally:
+        await engine.dispose()
 
 
 async def workflow_count(client: httpx.AsyncClient, platform: Any, account: Account) -> int:
@@ -313,6 +332,28 @@ async def test_malformed_json_is_sent_back_and_refused_when_it_stays_malformed(
     assert refused["attempts"] == 3
     assert any("$.name" in r for r in refused["reasons"])  # the last answer's shape
     assert await workflow_count(client, platform, owner) == before
+
+
+async def test_the_tokens_are_recorded_for_the_organization_saved_or_not(
+    platform, client, llm, openai_credential, owner
+):
+    spender = await sign_up(client, platform.router_url, "Token spenders")
+    values = {"apiKey": API_KEY, "baseUrl": llm.openai_url}
+    credential = await create_credential(client, platform.router_url, spender, "openAiApi", values)
+    llm.script(broken_answer(), answer())
+    saved = await generate(client, platform, spender, credential)
+    llm.script(broken_answer(), broken_answer(), broken_answer())
+    refused = await generate(client, platform, spender, credential)
+    assert refused["__typename"] == "GenerationRefusedError"
+    common = {"execution_id": "", "node": "generateWorkflow", "provider": "openai"}
+    assert await usage_rows(platform, spender) == [
+        common
+        | {"workflow_id": saved["workflow"]["id"], "model": "gpt-4o", "calls": 2}
+        | {"input_tokens": 2000, "output_tokens": 400},
+        common
+        | {"workflow_id": None, "model": "gpt-4o", "calls": 3}
+        | {"input_tokens": 3000, "output_tokens": 600},
+    ]
 
 
 async def test_a_model_that_does_not_answer_in_time_is_a_clear_error(
