@@ -381,7 +381,9 @@ class RunService:
 
     async def execute(self, redis: Redis, queue: ArqRedis, execution_id: str) -> Status | None:
         """Run (or go on with) one execution; idempotent: arq may run a job twice, and a
-        job for an execution another live worker drives returns at once."""
+        job for an execution another live worker drives returns at once. The status it
+        left the execution in, or None when this job found nothing to do (so a finished
+        execution is counted once however often its job runs)."""
         lease = Lease(redis, execution_id)
         if not await lease.acquire():
             log.info("execution %s is driven by another worker", execution_id)
@@ -446,7 +448,7 @@ class RunService:
     ) -> Status | None:
         execution = await repository.by_id_unscoped(execution_id)
         if execution is None or execution.status in TERMINAL:
-            return execution.status if execution else None
+            return None  # gone, or ended by an earlier run of this job: nothing to do
         limit = self.settings.organization_max_running
         if limit and not await lease.take_slot(str(execution.organization_id), limit):
             # Its organization runs as many executions as it may: try again shortly.

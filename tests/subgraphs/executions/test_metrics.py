@@ -9,6 +9,8 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
+from arq.connections import create_pool
+from arq.jobs import JobStatus
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -16,7 +18,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from klikkflow.kit.settings import WorkerSettings
-from tests.factories.executions import run_and_wait, start_run, wait_for_status
+from klikkflow.kit.stores import arq_redis_settings
+from subgraphs.executions.service import RUN_EXECUTION
+from tests.factories.executions import start_run, wait_for_status
 from tests.factories.identity import sign_up
 from tests.factories.servers import serve
 from tests.factories.workers import paused, platform_workers
@@ -73,7 +77,8 @@ async def test_a_finished_run_is_counted_and_timed_by_the_worker(platform, clien
     worker = platform.urls["worker-metrics"]
     before = await scrape(client, worker)
     assert value(before, "klikkflow_worker_max_slots") == MAX_JOBS
-    finished = await run_and_wait(client, platform.router_url, account, workflow_id)
+    execution_id = await start_run(client, platform.router_url, account, workflow_id)
+    finished = await wait_for_status(client, platform.router_url, account, execution_id)
     assert finished["status"] == "SUCCEEDED"
     after = await scrape(client, worker)
     succeeded = "klikkflow_executions_finished_total"
@@ -91,6 +96,24 @@ async def test_a_finished_run_is_counted_and_timed_by_the_worker(platform, clien
         value(after, nodes, node_type="manualTrigger")
         == value(before, nodes, node_type="manualTrigger") + 1
     )
+    # arq may run a job again: a job that finds its execution finished counts nothing.
+    queue = await create_pool(arq_redis_settings(platform.redis_url))
+    try:
+        again = await queue.enqueue_job(RUN_EXECUTION, execution_id, _job_id="again")
+        assert again is not None
+        for _ in range(150):  # the worker keeps no results: done once arq forgot it
+            if await again.status() == JobStatus.not_found:
+                break
+            await asyncio.sleep(0.1)
+        else:
+            raise AssertionError("the job never ran")
+    finally:
+        await queue.aclose()
+    later = await scrape(client, worker)
+    assert value(later, succeeded, status="succeeded") == value(
+        after, succeeded, status="succeeded"
+    )
+    assert value(later, count) == value(after, count)
 
 
 async def test_busy_slots_show_the_executions_a_worker_runs_now(platform, client, slow_api):
