@@ -19,6 +19,8 @@ from klikkflow.kit.errors import InvalidInput
 from klikkflow.nodes.registry import default_registry
 from subgraphs.ai.generation import EXAMPLE, check_destination, node_catalog
 from subgraphs.workflows import definition
+from tests.factories.credentials import create_credential
+from tests.factories.executions import output, run_and_wait
 from tests.factories.graphql import data, gql
 from tests.factories.identity import Account, sign_up
 from tests.factories.llm import LlmStandIn, Reply, llm_stand_in
@@ -38,11 +40,6 @@ mutation ($input: GenerateWorkflowInput!) {
     ... on NotFoundError { message id }
     ... on ForbiddenError { message }
   }
-}
-"""
-CREATE_CREDENTIAL = """
-mutation ($input: CreateCredentialInput!) {
-  createCredential(input: $input) { ... on CredentialSuccess { credential { id } } }
 }
 """
 RECOMMEND = """
@@ -124,26 +121,13 @@ async def owner(platform) -> Account:
         return await sign_up(client, platform.router_url, "Generators")
 
 
-async def create_credential(
-    client: httpx.AsyncClient, router_url: str, account: Account, type: str, values: Any
-) -> str:
-    made = data(
-        await gql(
-            client,
-            router_url,
-            CREATE_CREDENTIAL,
-            {"input": {"name": f"{type} {len(str(values))}", "type": type, "data": values}},
-            account.token,
-        )
-    )
-    return str(made["createCredential"]["credential"]["id"])
-
-
 @pytest.fixture(scope="module")
 async def openai_credential(platform, owner, llm) -> str:
     async with httpx.AsyncClient(timeout=15, trust_env=False) as client:
         values = {"apiKey": API_KEY, "baseUrl": llm.openai_url}
-        return await create_credential(client, platform.router_url, owner, "openAiApi", values)
+        return await create_credential(
+            client, platform.router_url, owner, "openAiApi", values, "Stand-in OpenAI"
+        )
 
 
 async def generate(
@@ -401,7 +385,7 @@ async def test_bad_input_is_refused_before_the_model_is_asked(
     platform, client, llm, owner, openai_credential
 ):
     not_an_llm = await create_credential(
-        client, platform.router_url, owner, "httpBearerAuth", {"token": "abc"}
+        client, platform.router_url, owner, "httpBearerAuth", {"token": "abc"}, "Bearer"
     )
     wrong_type = await generate(client, platform, owner, not_an_llm)
     assert wrong_type["__typename"] == "ValidationError"
@@ -500,3 +484,40 @@ async def test_a_blank_query_lists_the_library_and_strangers_are_refused(platfor
     assert {t["score"] for t in listed} == {0.0}
     anonymous = await gql(client, platform.router_url, RECOMMEND, {"q": "form"})
     assert anonymous["errors"][0]["message"] == "authentication required"
+
+
+async def test_a_recommended_ai_template_runs_once_a_model_credential_is_attached(
+    platform, client, llm, owner, openai_credential
+):
+    [best] = data(
+        await gql(
+            client,
+            platform.router_url,
+            RECOMMEND,
+            {"q": "sort incoming support tickets with AI", "first": 1},
+            owner.token,
+        )
+    )["recommendTemplates"]
+    assert best["id"] == "ai-support-triage"
+    document = best["definition"]
+    [classify] = [n for n in document["nodes"] if n["type"] == "textClassifier"]
+    classify["credentials"] = {"openAiApi": {"id": openai_credential, "name": "Stand-in"}}
+    created = data(
+        await gql(
+            client,
+            platform.router_url,
+            "mutation ($input: CreateWorkflowInput!) { createWorkflow(input: $input) "
+            "{ ... on CreateWorkflowSuccess { workflow { id } } } }",
+            {"input": {"name": best["name"], "definition": document}},
+            owner.token,
+        )
+    )["createWorkflow"]["workflow"]["id"]
+    llm.script(Reply.say(json.dumps({"category": "other"})))
+    ticket = {"email": "ada@example.com", "subject": "Where is my order?", "message": "Hi!"}
+    done = await run_and_wait(client, platform.router_url, owner, created, [{"body": ticket}])
+    assert done["status"] == "SUCCEEDED", done
+    [sent] = llm.chats
+    assert "Where is my order?" in sent.last_user_text
+    [person] = output(done, "For a person")  # the model's category: none of the three
+    assert (person["from"], person["needsHuman"]) == ("ada@example.com", True)
+    assert not {"File bug", "Tell billing", "Tell product"} & {n["node"] for n in done["nodes"]}
