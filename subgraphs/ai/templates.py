@@ -123,7 +123,7 @@ class TemplateLibrary:
         ranks nothing: it lists the first templates in library order, scored 0."""
         first = max(1, min(first, MAX_RESULTS))
         query = " ".join(query.split())[:MAX_QUERY_CHARS]
-        if not query:
+        if not query or not self.templates:
             return [Match(t, 0.0) for t in self.templates[:first]]
         vectors = await self._template_vectors()
         scores = vectors @ await self._query_vector(query)

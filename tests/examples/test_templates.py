@@ -23,7 +23,7 @@ from klikkflow.engine.runner import Runner
 from klikkflow.engine.state import ExecutionStatus, State
 from klikkflow.nodes.http import SsrfPolicy
 from klikkflow.nodes.registry import default_registry
-from subgraphs.ai.templates import TemplateFileError, load_templates
+from subgraphs.ai.templates import TemplateFileError, TemplateLibrary, load_templates
 from subgraphs.workflows import definition
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "examples" / "templates"
@@ -52,6 +52,10 @@ def test_a_file_that_is_not_a_template_is_named(tmp_path: Path):
     (tmp_path / "b.json").write_text('{"name": "No workflow", "description": "d", "tags": ["x"]}')
     with pytest.raises(TemplateFileError, match=r"^template b.json: must be an object with"):
         load_templates(tmp_path)
+
+
+async def test_an_empty_library_recommends_nothing(tmp_path: Path):
+    assert await TemplateLibrary(tmp_path).recommend("anything", 5) == []
 
 
 @pytest.mark.parametrize("path", sorted(TEMPLATES.glob("*.json")), ids=lambda p: p.stem)
