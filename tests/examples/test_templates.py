@@ -28,6 +28,7 @@ from subgraphs.workflows import definition
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "examples" / "templates"
 SECRET = "template-test-secret"
+RESUME_URL = "https://flows.example/webhook-waiting/e1/token"
 
 
 def template(name: str) -> dict[str, Any]:
@@ -147,7 +148,7 @@ def chat_texts() -> list[str]:
     return [body["text"] for _, path, body in _Apis.received if path == "/chat"]
 
 
-async def run_template(name: str, apis: str, items: list[dict[str, Any]] | None = None) -> State:
+def template_runner(name: str, apis: str) -> Runner:
     registry = default_registry()
     found = template(name)
     workflow = definition.check(found["workflow"], found["name"])
@@ -162,11 +163,16 @@ async def run_template(name: str, apis: str, items: list[dict[str, Any]] | None 
         "INVENTORY_API_URL": apis,
         "WEBHOOK_SECRET": SECRET,
     }
-    runner = Runner(
+    return Runner(
         compile_workflow(workflow, registry),
         variables=variables,
+        resume_url=RESUME_URL,
         node_extras={"ssrf_policy": SsrfPolicy(allowed_hosts=frozenset({"127.0.0.1"}))},
     )
+
+
+async def run_template(name: str, apis: str, items: list[dict[str, Any]] | None = None) -> State:
+    runner = template_runner(name, apis)
     try:
         return await runner.run(items or [{"json": {}}])
     finally:
@@ -351,12 +357,25 @@ async def test_order_lines_are_reserved_one_by_one(apis):
     assert len(out(state, "Gather reservations")[0]["reservations"]) == 2
 
 
-async def test_the_approval_workflow_asks_then_waits_for_the_decision(apis):
-    state = await run_template(
-        "approval-with-wait", apis, webhook({"summary": "new laptop", "requester": "ada"})
-    )
-    assert state.status == ExecutionStatus.WAITING, state.error
-    assert state.parked is not None
-    assert state.parked.node == "Wait for decision"
-    [text] = chat_texts()
-    assert text.startswith("Approval needed: new laptop (requested by ada).")
+async def test_the_approval_workflow_sends_its_links_and_goes_on_when_one_is_opened(apis):
+    request = {"summary": "new laptop", "requester": "ada"}
+    runner = template_runner("approval-with-wait", apis)
+    try:
+        state = await runner.run(webhook(request))
+        assert state.status == ExecutionStatus.WAITING, state.error
+        assert state.parked is not None
+        assert state.parked.node == "Wait for decision"
+        [text] = chat_texts()
+        assert text.splitlines() == [
+            "Approval needed: new laptop (requested by ada).",
+            f"Approve: {RESUME_URL}?decision=approve",
+            f"Reject: {RESUME_URL}?decision=reject",
+        ]
+        # The approver opens the first link: the call becomes the Wait node's output.
+        opened = {"headers": {}, "params": {}, "query": {"decision": "approve"}, "body": {}}
+        done = await runner.resume(opened)
+    finally:
+        runner.close()
+    assert done.status == ExecutionStatus.SUCCEEDED, done.error
+    assert [body for _, path, body in _Apis.received if path == "/approved"] == [request]
+    assert "Rejected" not in done.runs
