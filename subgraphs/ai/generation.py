@@ -257,7 +257,8 @@ parameters that fit their JSON Schema.
 - Any parameter value can be an expression: a string starting with "=" whose {{{{ }}}} \
 parts are JavaScript with n8n's names: $json (the current item), \
 $('Node name').first().json, $vars.NAME (the organization's variables), $now and $today \
-(Luxon dates), $execution.id.
+(Luxon dates), $execution.id, $execution.resumeUrl (the link that wakes a Wait node \
+whose resume is "webhook").
 - Leave out credentials and pinData: the user attaches credentials in the editor. Put \
 URLs, addresses and secrets the user did not give in variables ($vars.SOME_URL) instead of \
 inventing them.
