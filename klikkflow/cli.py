@@ -26,6 +26,7 @@ environment (all optional):
   KLIKKFLOW_HOST            address every service binds (default 127.0.0.1)
   KLIKKFLOW_<NAME>_PORT     ports, default: {_PORTS}
   KLIKKFLOW_ROUTER_URL      the router's /graphql, for `serve web` alone
+  KLIKKFLOW_AI_URL          the AI service (document uploads), for `serve web` alone
 """
 
 SERVE_APPS = {name: f"subgraphs.{name}.app:create_app" for name in SUBGRAPHS} | {

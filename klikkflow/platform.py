@@ -160,7 +160,11 @@ async def start_services(
         platform.urls["worker-metrics"] = f"http://{host}:{metrics_port}/metrics"
     names = ["router", "worker"]
     if web:
-        web_env = {**env, "KLIKKFLOW_ROUTER_URL": platform.router_url}
+        web_env = {
+            **env,
+            "KLIKKFLOW_ROUTER_URL": platform.router_url,
+            "KLIKKFLOW_AI_URL": f"http://{host}:{settings.ai_port}",
+        }
         argv = _python("serve", "web", "--host", host, "--port", str(settings.web_port))
         await sup.start(_http_service("web", argv, host, settings.web_port, web_env, "/healthz"))
         platform.urls["web"] = f"http://{host}:{settings.web_port}/"

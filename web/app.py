@@ -19,10 +19,12 @@ from starlette.staticfiles import StaticFiles
 from klikkflow.kit.settings import WebSettings
 from web import (
     accounts,
+    ai,
     api_keys,
     audit,
     credentials,
     executions,
+    knowledge,
     members,
     profile,
     sso,
@@ -300,6 +302,56 @@ def create_app(settings: WebSettings | None = None) -> Starlette:
             variables.delete_variable,
             methods=POST,
             name="delete_variable",
+        ),
+        # AI: the hub, describe a workflow, templates, knowledge bases
+        Route("/ai", ai.ai_page, methods=GET, name="ai"),
+        Route("/ai/describe", ai.describe_page, methods=GET, name="describe_workflow"),
+        Route("/ai/describe", ai.generate_workflow, methods=POST, name="generate_workflow"),
+        Route("/ai/templates", ai.template_suggestions, methods=GET, name="template_suggestions"),
+        Route(
+            "/ai/templates/{template_id}/use", ai.use_template, methods=POST, name="use_template"
+        ),
+        Route(
+            "/knowledge-bases",
+            knowledge.knowledge_bases_page,
+            methods=GET,
+            name="knowledge_bases",
+        ),
+        Route(
+            "/knowledge-bases",
+            knowledge.create_knowledge_base,
+            methods=POST,
+            name="create_knowledge_base",
+        ),
+        Route(
+            "/knowledge-bases/{kb_id}",
+            knowledge.knowledge_base_page,
+            methods=GET,
+            name="knowledge_base",
+        ),
+        Route(
+            "/knowledge-bases/{kb_id}/delete",
+            knowledge.delete_knowledge_base,
+            methods=POST,
+            name="delete_knowledge_base",
+        ),
+        Route(
+            "/knowledge-bases/{kb_id}/search",
+            knowledge.search_knowledge_base,
+            methods=GET,
+            name="search_knowledge_base",
+        ),
+        Route(
+            "/knowledge-bases/{kb_id}/documents",
+            knowledge.upload_document,
+            methods=POST,
+            name="upload_document",
+        ),
+        Route(
+            "/knowledge-bases/{kb_id}/documents/{document_id}/delete",
+            knowledge.delete_document,
+            methods=POST,
+            name="delete_document",
         ),
         Route("/healthz", healthz, name="healthz"),
         Route("/readyz", readyz, name="readyz"),

@@ -44,9 +44,11 @@ async def execute(
     variables: JSON | None = None,
     token: str | None = None,
     forwarded_for: str | None = None,
+    timeout: float | None = None,
 ) -> GraphQLResponse:
     """POST ``query`` to the router at ``url``; ``token`` goes out as a Bearer token and
-    ``forwarded_for`` (the browser's address chain) as X-Forwarded-For."""
+    ``forwarded_for`` (the browser's address chain) as X-Forwarded-For. ``timeout``
+    replaces the client's for calls known to take long (a language model designing)."""
     headers = {"Accept": "application/graphql-response+json, application/json"}
     if token:
         headers["Authorization"] = f"Bearer {token}"
@@ -56,7 +58,10 @@ async def execute(
     if variables:
         payload["variables"] = variables
     try:
-        response = await client.post(url, json=payload, headers=headers)
+        if timeout is None:
+            response = await client.post(url, json=payload, headers=headers)
+        else:
+            response = await client.post(url, json=payload, headers=headers, timeout=timeout)
     except httpx.TimeoutException:
         raise RouterUnavailable("timed out") from None
     except httpx.HTTPError as exc:

@@ -295,29 +295,42 @@ class Api:
         self.forwarded_for = forward_for(request.headers.get(FORWARDED_FOR), peer)
 
     async def _execute(
-        self, query: str, variables: JSON | None, token: str | None = None
+        self,
+        query: str,
+        variables: JSON | None,
+        token: str | None = None,
+        timeout: float | None = None,
     ) -> GraphQLResponse:
         return await execute(
-            self.http, self.url, query, variables, token=token, forwarded_for=self.forwarded_for
+            self.http,
+            self.url,
+            query,
+            variables,
+            token=token,
+            forwarded_for=self.forwarded_for,
+            timeout=timeout,
         )
 
     async def anonymous(self, query: str, variables: JSON | None = None) -> GraphQLResponse:
         """A call without credentials (sign-up, log-in, password reset...)."""
         return await self._execute(query, variables)
 
-    async def call(self, query: str, variables: JSON | None = None) -> GraphQLResponse:
-        """A call as the signed-in viewer, refreshing the session once if needed."""
+    async def call(
+        self, query: str, variables: JSON | None = None, *, timeout: float | None = None
+    ) -> GraphQLResponse:
+        """A call as the signed-in viewer, refreshing the session once if needed;
+        ``timeout`` (seconds) replaces the usual one for a call known to take long."""
         token = current_token(self.request)
         if token is None:
             if not await self.refresh():
                 raise LoginRequired()
             token = current_token(self.request)
-        response = await self._execute(query, variables, token)
+        response = await self._execute(query, variables, token, timeout)
         if is_auth_error(response) and not _state(self.request).get(_REFRESHED):
             if not await self.refresh():
                 raise LoginRequired(expired=True)
             token = current_token(self.request)
-            response = await self._execute(query, variables, token)
+            response = await self._execute(query, variables, token, timeout)
         if is_auth_error(response):
             clear_session(self.request)
             raise LoginRequired(expired=True)

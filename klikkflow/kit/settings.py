@@ -218,14 +218,20 @@ class WorkerSettings(
     )
 
 
-class WebSettings(AuthSettings):
-    """Settings of the web dashboard: it only talks to the router."""
+class WebSettings(AuthSettings, DocumentSettings):
+    """Settings of the web dashboard: it talks to the router, and sends uploaded
+    knowledge-base documents to the AI service's upload endpoint."""
 
     host: str = "127.0.0.1"
     web_port: int = DEFAULT_PORTS["web"]
     router_url: str = Field(
         f"http://127.0.0.1:{DEFAULT_PORTS['router']}/graphql",
         description="The router's GraphQL endpoint the dashboard queries",
+    )
+    ai_url: str = Field(
+        f"http://127.0.0.1:{DEFAULT_PORTS['ai']}",
+        description="The AI service's base URL: document uploads go to its "
+        "/knowledge-bases/{id}/documents",
     )
 
 

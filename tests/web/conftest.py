@@ -13,6 +13,7 @@ from playwright.async_api import Browser, Page, async_playwright
 from starlette.applications import Starlette
 
 from klikkflow.kit.settings import WebSettings
+from klikkflow.platform import Platform
 from web.app import create_app
 
 CHROMIUM = "/usr/bin/chromium"
@@ -71,10 +72,16 @@ async def web_without_router() -> AsyncIterator[str]:
 
 
 @pytest.fixture(scope="session")
-async def web_url(platform) -> AsyncIterator[str]:
+async def web_url(platform: Platform) -> AsyncIterator[str]:
     """The dashboard in front of the real platform (router + four subgraphs)."""
-    async with serve(create_app(WebSettings(router_url=platform.router_url))) as base_url:
+    settings = WebSettings(router_url=platform.router_url, ai_url=ai_service_url(platform))
+    async with serve(create_app(settings)) as base_url:
         yield base_url
+
+
+def ai_service_url(platform: Platform) -> str:
+    """The AI service's base URL (document uploads go there, not through the router)."""
+    return platform.urls["ai"].removesuffix("/graphql")
 
 
 @pytest.fixture(scope="session")

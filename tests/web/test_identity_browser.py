@@ -86,6 +86,7 @@ async def test_identity_pages_end_to_end(
             "Status",
             "Workflows",
             "Executions",
+            "AI",
             "Credentials",
             "Variables",
             "Members",
