@@ -59,7 +59,17 @@ class ExecutionDocument(Document):
             IndexModel(
                 [("organization_id", ASCENDING), ("status", ASCENDING), ("_id", DESCENDING)]
             ),
+            IndexModel(
+                [
+                    ("organization_id", ASCENDING),
+                    ("workflow_id", ASCENDING),
+                    ("status", ASCENDING),
+                    ("_id", DESCENDING),
+                ]
+            ),
             IndexModel([("status", ASCENDING), ("started_at", ASCENDING)]),  # recovery sweep
+            # Analytics read finished executions in this order (subgraphs.ai.analytics).
+            IndexModel([("finished_at", ASCENDING), ("_id", ASCENDING)]),
         ]
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from beanie import PydanticObjectId
@@ -15,6 +15,9 @@ from klikkflow.kit.auth import Viewer
 from klikkflow.kit.stores import object_id
 from subgraphs.executions import writes
 from subgraphs.executions.models import ExecutionDocument, ExecutionLogDocument, ExecutionStatus
+
+WINDOW_START = timedelta(minutes=1)  # history pages look this far back first
+WINDOW_LAST = timedelta(days=4 * 365)  # beyond it, one last look at everything older
 
 
 @dataclass(frozen=True)
@@ -39,26 +42,52 @@ class ExecutionRepository:
     async def page(
         self, viewer: Viewer, filter: ExecutionFilter, after: str | None, limit: int
     ) -> list[ExecutionDocument]:
-        """Newest first, keyset-paged by id (ids grow with time): every filter combination
-        walks an index and nothing counts a whole collection."""
-        query: dict[str, Any] = {"organization_id": object_id(viewer.organization_id)}
+        """Newest first, keyset-paged by id (ids grow with time); nothing counts a whole
+        collection. Each query names an organization, at most a workflow and one status,
+        and a range of ids, which an index answers exactly (several statuses: a query
+        each, merged). The range starts a minute wide below the cursor and grows eightfold
+        until the page is full: a store that sorts what it fetched (as the embedded one
+        does) thus fetches about as many executions as the page needs, not all of them."""
+        org = object_id(viewer.organization_id)
+        base: dict[str, Any] = {"organization_id": org}
         if filter.workflow_id is not None:
-            query["workflow_id"] = object_id(filter.workflow_id)
-        if filter.statuses:
-            query["status"] = {"$in": [s.value for s in filter.statuses]}
-        ids: dict[str, ObjectId] = {}
-        if filter.since is not None:
-            ids["$gte"] = ObjectId.from_datetime(filter.since)
+            base["workflow_id"] = object_id(filter.workflow_id)
+        shapes = [{**base, "status": s.value} for s in filter.statuses] or [base]
+        upper: ObjectId | None = None
         if filter.until is not None:
-            ids["$lt"] = ObjectId.from_datetime(filter.until)
+            upper = ObjectId.from_datetime(filter.until)
         if after is not None:
             cursor = object_id(after)
             if cursor is None:
                 return []
-            ids["$lt"] = min(ids.get("$lt", cursor), cursor)
-        if ids:
-            query["_id"] = ids
-        return await ExecutionDocument.find(query).sort("-_id").limit(limit).to_list()
+            upper = cursor if upper is None else min(upper, cursor)
+        floor = ObjectId.from_datetime(filter.since) if filter.since is not None else None
+        found: list[ExecutionDocument] = []
+        width = WINDOW_START
+        while len(found) < limit:
+            top = upper.generation_time if upper is not None else datetime.now(UTC)
+            lower: ObjectId | None = ObjectId.from_datetime(top - width)
+            if width > WINDOW_LAST or (floor is not None and lower is not None and lower <= floor):
+                lower = floor  # the last window: everything left
+            ids: dict[str, ObjectId] = {}
+            if lower is not None:
+                ids["$gte"] = lower
+            if upper is not None:
+                ids["$lt"] = upper
+            batch = [
+                doc
+                for shape in shapes
+                for doc in await ExecutionDocument.find({**shape, "_id": ids} if ids else shape)
+                .sort("-_id")
+                .limit(limit - len(found))
+                .to_list()
+            ]
+            batch.sort(key=lambda e: e.id or ObjectId(), reverse=True)
+            found.extend(batch[: limit - len(found)])
+            if lower is None or lower == floor:
+                break
+            upper, width = lower, width * 8
+        return found
 
     async def copy_log(self, execution: ExecutionDocument, logged: list[dict[str, Any]]) -> None:
         """Start `execution`'s log with these engine events (after its queued event)."""
