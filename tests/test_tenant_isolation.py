@@ -7,12 +7,18 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
 from graphql import parse
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from klikkflow import schemas
+from klikkflow.ai.embeddings import embedder_from_settings
+from klikkflow.ai.runtime import UsageRecord
+from klikkflow.kit.settings import EmbeddingSettings
+from subgraphs.ai.runtime import PostgresAiServices
 from tests.factories.graphql import data, gql
 from tests.factories.identity import Account, sign_up
 from tests.factories.knowledge import added, search
@@ -471,6 +477,7 @@ def test_every_root_field_has_an_isolation_case():
     }
     covered = set(LOOKUPS) | set(LISTS) | set(MUTATIONS)
     covered |= {"executionEvents", "workflowDiff", "workflowTags", "searchKnowledgeBase"}
+    covered |= {"analytics", "tokenUsage"}
     assert roots - covered - NO_CROSS_TENANT_SURFACE == set(), "add isolation cases"
 
 
@@ -530,3 +537,39 @@ async def test_workflow_diffs_and_tags_of_the_other_tenant_are_hidden(platform, 
     }
     theirs = data(await gql(client, platform.router_url, query, {"id": alice.workflow}, bob.token))
     assert theirs == {"workflowTags": [], "workflowDiff": {"__typename": "NotFoundError"}}
+
+
+ANALYTICS = """query ($since: Date!, $until: Date!, $workflow: ID) {
+  analytics(input: {from: $since, to: $until, groupBy: WORKFLOW, workflowId: $workflow}) {
+    ... on ExecutionAnalytics { rows { workflow { id } } totals { executions } } }
+  tokenUsage(input: {from: $since, to: $until, groupBy: WORKFLOW, workflowId: $workflow}) {
+    ... on TokenUsageReport { rows { workflow { id } } totals { totalTokens } } } }"""
+
+
+async def test_analytics_and_token_usage_count_only_the_viewers_organization(
+    platform, client, tenants
+):
+    alice, bob = tenants
+    engine = create_async_engine(platform.database_url)
+    try:
+        services = PostgresAiServices(engine, embedder_from_settings(EmbeddingSettings()))
+        org = alice.account.organization_id
+        usage = UsageRecord(org, alice.workflow, alice.execution, "Chat", "openai", "m", 10, 5)
+        await services.record_usage([usage])
+    finally:
+        await engine.dispose()
+    today = datetime.now(UTC).date()
+    span = {"since": (today - timedelta(days=1)).isoformat(), "until": today.isoformat()}
+    mine: dict = {}
+    for _ in range(120):  # until the workers' rollup has counted Alice's execution
+        mine = data(await gql(client, platform.router_url, ANALYTICS, span, alice.account.token))
+        if mine["analytics"]["totals"]["executions"]:
+            break
+        await asyncio.sleep(0.25)
+    assert mine["analytics"]["rows"] == [{"workflow": {"id": alice.workflow}}]  # the case is real
+    assert mine["tokenUsage"]["totals"] == {"totalTokens": 15}
+    for workflow in (None, alice.workflow):
+        variables = {**span, "workflow": workflow}
+        theirs = data(await gql(client, platform.router_url, ANALYTICS, variables, bob.token))
+        assert theirs["analytics"] == {"rows": [], "totals": {"executions": 0}}
+        assert theirs["tokenUsage"] == {"rows": [], "totals": {"totalTokens": 0}}

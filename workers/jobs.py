@@ -6,6 +6,7 @@ import time
 from typing import Any
 
 from klikkflow.kit import metrics
+from subgraphs.ai.analytics import analytics
 from subgraphs.executions import retention, schedules
 from subgraphs.executions.models import TERMINAL
 from subgraphs.executions.runs import runs
@@ -36,3 +37,11 @@ async def prune_executions(ctx: dict[str, Any]) -> int:
     return await retention.prune(
         settings.execution_retention_days, settings.execution_retention_per_workflow
     )
+
+
+async def roll_up_analytics(ctx: dict[str, Any]) -> int:
+    """Cron: count executions that finished since the last pass in the analytics rollup
+    (PostgreSQL); how many it counted."""
+    if "pg" not in ctx:  # a worker without the AI database keeps no analytics
+        return 0
+    return await analytics.rollup(ctx["pg"])

@@ -30,9 +30,16 @@ from subgraphs.executions.runs import RunSettings, runs
 from subgraphs.executions.service import RUN_EXECUTION
 from subgraphs.workflows.credentials import credential as credential_service
 from subgraphs.workflows.models import DOCUMENTS as WORKFLOW_DOCUMENTS
-from workers.jobs import fire_schedules, prune_executions, run_execution, sweep_executions
+from workers.jobs import (
+    fire_schedules,
+    prune_executions,
+    roll_up_analytics,
+    run_execution,
+    sweep_executions,
+)
 
 SWEEP_EVERY_SECONDS = 3
+ANALYTICS_EVERY_SECONDS = 3
 RECONNECT_SECONDS = 1.0
 log = logging.getLogger("klikkflow.worker")
 
@@ -93,6 +100,13 @@ def build_worker(settings: WorkerSettings, *, burst: bool = False) -> Worker:
                 unique=False,
             ),
             cron(prune_executions, name="executions.prune", minute={7}, second={0}, unique=False),
+            cron(
+                roll_up_analytics,
+                name="analytics.rollup",
+                second=set(range(1, 60, ANALYTICS_EVERY_SECONDS)),
+                run_at_startup=True,
+                unique=False,
+            ),
             cron(
                 fire_schedules,
                 name="schedules.fire",

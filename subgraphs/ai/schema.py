@@ -20,6 +20,7 @@ from klikkflow.kit.graphql import (
     mask_errors,
     validation_error,
 )
+from subgraphs.ai.analytics_schema import AnalyticsQuery
 from subgraphs.ai.generation_schema import GenerationMutation, GenerationQuery
 from subgraphs.ai.loaders import document_loader, knowledge_base_loader
 from subgraphs.ai.service import DocumentNotFound, KnowledgeBaseNotFound, search_filter
@@ -74,7 +75,7 @@ def document_bytes(input: AddDocumentInput, limit: int) -> bytes:
 
 
 @strawberry.type
-class Query(GenerationQuery):
+class Query(AnalyticsQuery, GenerationQuery):
     ai_health: ServiceHealth | None = strawberry.field(
         resolver=service_health, description="Health of the AI subgraph and its stores."
     )
