@@ -33,7 +33,7 @@ PRELOADED = (
     "base64", "binascii", "bisect", "calendar", "collections", "copy", "csv", "dataclasses",
     "datetime", "decimal", "difflib", "enum", "fractions", "functools", "hashlib", "heapq",
     "hmac", "html", "itertools", "json", "math", "operator", "random", "re", "statistics",
-    "string", "struct", "textwrap", "time", "typing", "unicodedata", "urllib.parse", "uuid",
+    "string", "struct", "_strptime", "textwrap", "time", "typing", "unicodedata", "urllib.parse", "uuid",
     "zoneinfo",
 )  # fmt: skip
 

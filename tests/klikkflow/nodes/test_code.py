@@ -77,6 +77,16 @@ async def test_python_items_allow_attribute_access_like_n8n_pyodide() -> None:
     assert [g["json"]["seen"] for g in got] == [11, 12]
 
 
+async def test_python_parses_dates_with_strptime() -> None:
+    """datetime.strptime imports _strptime on first use: the sandbox has it loaded."""
+    code = (
+        "from datetime import datetime\n"
+        "return [{'day': datetime.strptime('2026-11-30', '%Y-%m-%d').strftime('%A')}]"
+    )
+    got = await run_code("python", code)
+    assert [g["json"] for g in got] == [{"day": "Monday"}]
+
+
 async def test_python_prints_go_to_the_log_not_the_result(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
