@@ -1,4 +1,4 @@
-"""The shipped workflow template library (examples/templates/*.json) and its ranking.
+"""The shipped workflow template library (subgraphs/ai/template_library/*.json) and its ranking.
 
 A template file holds a workflow document with what people search it by:
 
@@ -28,7 +28,7 @@ from klikkflow.ai.embeddings import Embedder, LocalEmbedder
 
 log = logging.getLogger(__name__)
 
-TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "examples" / "templates"
+TEMPLATES_DIR = Path(__file__).resolve().parent / "template_library"  # package data
 MAX_RESULTS = 50
 MAX_QUERY_CHARS = 1_000
 QUERY_CACHE = 256

@@ -1,4 +1,4 @@
-"""The shipped template library (examples/templates): every template passes the workflows
+"""The shipped template library (subgraphs/ai/template_library): every template passes the workflows
 subgraph's own validation (document schema + engine compile), and the engine runs them
 against a local stand-in of the chat, feed and business APIs they call."""
 
@@ -26,7 +26,7 @@ from klikkflow.nodes.registry import default_registry
 from subgraphs.ai.templates import TemplateFileError, TemplateLibrary, load_templates
 from subgraphs.workflows import definition
 
-TEMPLATES = Path(__file__).resolve().parents[2] / "examples" / "templates"
+TEMPLATES = Path(__file__).resolve().parents[2] / "subgraphs" / "ai" / "template_library"
 SECRET = "template-test-secret"
 RESUME_URL = "https://flows.example/webhook-waiting/e1/token"
 
