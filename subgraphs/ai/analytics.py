@@ -274,8 +274,11 @@ class Position:
         }
 
 
-async def finished_page(after: Position, before: datetime | None = None) -> list[Finished]:
-    """The next PAGE finished executions from `after`, in `(finished_at, _id)` order."""
+async def finished_page(
+    after: Position, before: datetime | None = None, size: int = PAGE
+) -> list[Finished]:
+    """The next `size` finished executions from `after` (and before `before`), in
+    `(finished_at, _id)` order."""
     query: dict[str, Any] = {**after.query(), "status": {"$in": FINISHED}}
     if before is not None:
         query = {"$and": [query, {"finished_at": {"$lt": before}}]}
@@ -284,7 +287,7 @@ async def finished_page(after: Position, before: datetime | None = None) -> list
         ExecutionDocument.get_pymongo_collection()
         .find(query, {**fields, "started_at": 1, "finished_at": 1})
         .sort([("finished_at", 1), ("_id", 1)])
-        .limit(PAGE)
+        .limit(size)
     )
     return [Finished.from_document(doc) async for doc in found]
 
@@ -365,16 +368,17 @@ class AnalyticsService:
         await conn.execute(stmt)
         return len(new)
 
-    async def rollup(self, engine: AsyncEngine) -> int:
-        """One pass of both readers; how many executions it counted. A pass that finds
-        another one at work stops and leaves it to that one."""
+    async def rollup(self, engine: AsyncEngine, page_size: int = PAGE) -> int:
+        """One pass of both readers, a page of `page_size` executions per transaction; how
+        many executions it counted. A pass that finds another one at work stops and leaves
+        it to that one."""
         started = _now()
         recent, trailing = await self._cursors(engine, started)
         counted = 0
         position = Position(recent.at - RECENT_OVERLAP)
         newest = recent.at
         while True:
-            page = await finished_page(position)
+            page = await finished_page(position, size=page_size)
             if not page:
                 break
             # A finish stamped ahead of this clock moves the reader no further than now.
@@ -383,10 +387,10 @@ class AnalyticsService:
             if done is None:
                 return counted
             counted += done
-            if len(page) < PAGE:
+            if len(page) < page_size:
                 break
             position = Position(page[-1].finished_at, page[-1].execution_id)
-        while page := await finished_page(trailing, before=started - TRAIL_DELAY):
+        while page := await finished_page(trailing, started - TRAIL_DELAY, page_size):
             trailing = Position(page[-1].finished_at, page[-1].execution_id)
             done = await self._commit(engine, page, TRAILING, trailing)
             if done is None:

@@ -21,7 +21,7 @@ from klikkflow.ai.embeddings import embedder_from_settings
 from klikkflow.ai.runtime import UsageRecord
 from klikkflow.kit.settings import EmbeddingSettings
 from klikkflow.kit.stores import init_mongo
-from subgraphs.ai.analytics import TRAIL_DELAY, Finished, analytics
+from subgraphs.ai.analytics import TRAIL_DELAY, Finished, Position, analytics, finished_page
 from subgraphs.ai.runtime import PostgresAiServices
 from subgraphs.executions.models import DOCUMENTS, ExecutionDocument, ExecutionStatus
 from tests.factories.executions import start_run, wait_for_status
@@ -176,10 +176,33 @@ async def test_a_rollup_run_twice_at_once_or_again_counts_each_execution_once(
         await conn.execute(
             text("UPDATE analytics_cursors SET at = at - interval '1 hour', last_id = ''")
         )
-    await asyncio.gather(*(analytics.rollup(engine) for _ in range(3)))
-    await analytics.rollup(engine)
+    await asyncio.gather(*(analytics.rollup(engine, page_size=2) for _ in range(3)))
+    await analytics.rollup(engine, page_size=2)
     found = await analytics_of(client, platform, carol, today, today)
     assert found["totals"]["executions"] == 4
+
+
+async def test_pages_of_finished_executions_repeat_and_skip_none(platform, mongo):
+    org = PydanticObjectId()
+    at = datetime.now(UTC).replace(microsecond=0) - timedelta(days=40, milliseconds=17)
+    tick = timedelta(milliseconds=1)
+    inserted = []
+    for finished_at in (at - tick, at, at, at, at + tick, at + tick):  # ties share a time
+        doc = ExecutionDocument(
+            organization_id=org,
+            workflow_id=PydanticObjectId(),
+            status=ExecutionStatus.SUCCEEDED,
+            started_at=finished_at - tick,
+            finished_at=finished_at,
+        )
+        await doc.insert()
+        inserted.append((finished_at, str(doc.id)))
+
+    seen, position = [], Position(at - tick)
+    while page := await finished_page(position, before=at + 2 * tick, size=2):
+        seen += [f.execution_id for f in page if f.organization_id == str(org)]
+        position = Position(page[-1].finished_at, page[-1].execution_id)
+    assert seen == [execution_id for _, execution_id in sorted(inserted)]
 
 
 def _finished(org: str, at: datetime, ms: int | None, status: str = "succeeded") -> Finished:
