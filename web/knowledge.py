@@ -231,6 +231,7 @@ async def _render_detail(request: Request, kb_id: str, extra: dict[str, Any]) ->
         "notice_error": None,
         "upload_outcome": Outcome(),
         "search": None,
+        "facts_oob": is_htmx(request),  # the counts in the page head change too
         **extra,
     }
     return await render_page(

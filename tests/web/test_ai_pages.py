@@ -10,45 +10,17 @@ import json
 import re
 import secrets
 from collections.abc import AsyncIterator
-from typing import Any
 
 import httpx
 import pytest
 
 from klikkflow.platform import Platform
 from tests.factories.credentials import create_credential
+from tests.factories.designs import DESIGN, broken_design
 from tests.factories.identity import Account
 from tests.factories.llm import LlmStandIn, Reply, llm_stand_in
 
 HTMX = {"HX-Request": "true"}
-
-# What the scripted model answers: a trigger and one step, in the document format.
-DESIGN: dict[str, Any] = {
-    "name": "Greet the team",
-    "description": "Builds a greeting when started by hand.",
-    "tags": ["greeting"],
-    "nodes": [
-        {"name": "Start", "type": "manualTrigger", "typeVersion": 1, "parameters": {}},
-        {
-            "name": "Greeting",
-            "type": "set",
-            "parameters": {
-                "mode": "manual",
-                "assignments": {
-                    "assignments": [{"name": "text", "type": "string", "value": "Hello, team"}]
-                },
-            },
-        },
-    ],
-    "connections": [{"source": "Start", "target": "Greeting"}],
-}
-
-
-def broken_design() -> str:
-    """An unknown node type and a connection to a node that does not exist."""
-    nodes = [DESIGN["nodes"][0], {**DESIGN["nodes"][1], "type": "slackSendMessage"}]
-    connections = [*DESIGN["connections"], {"source": "Greeting", "target": "Nowhere"}]
-    return json.dumps({**DESIGN, "nodes": nodes, "connections": connections})
 
 
 @pytest.fixture(scope="module")
