@@ -315,9 +315,20 @@ async def _send(request: Request, kb_id: str, upload: UploadFile) -> Outcome:
             headers=headers,
             timeout=UPLOAD_TIMEOUT,
         )
+    except httpx.ConnectError:
+        message = "The AI service cannot be reached; try again in a moment."
+        return Outcome("UploadFailed", message=message)
+    except httpx.TimeoutException:
+        message = "The AI service took too long to read the file; nothing may have been added."
+        return Outcome("UploadFailed", message=message)
     except httpx.HTTPError as exc:
-        reason = type(exc).__name__ if not str(exc) else f"{type(exc).__name__}: {exc}"
-        return Outcome("UploadFailed", message=f"The AI service did not take the file ({reason}).")
+        # The service answers an oversized file before reading it and closes the
+        # connection: while still sending, we only see the connection go.
+        message = (
+            f"The AI service closed the connection before answering ({type(exc).__name__}): "
+            "the file may be over its size limit."
+        )
+        return Outcome("UploadFailed", message=message)
     if response.status_code == 201:
         return Outcome("AddDocumentSuccess", response.json())
     return _service_refusal(response)

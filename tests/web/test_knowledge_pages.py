@@ -16,7 +16,8 @@ import pytest
 from klikkflow.kit.settings import WebSettings
 from klikkflow.platform import Platform
 from tests.factories.documents import pdf
-from tests.web.conftest import ai_service_url, serve
+from tests.web.conftest import ai_service_url, closed_port_url, serve
+from tests.web.test_credential_pages import _join_as as join_as
 from web.app import create_app
 from web.knowledge import safe_highlight
 
@@ -264,3 +265,46 @@ async def test_a_forged_upload_without_the_csrf_token_is_refused(
     assert forged.status_code == 403
     page = await signed_in.get(kb)
     assert "No documents yet" in visible(page.text)
+
+
+async def test_an_unreachable_ai_service_is_told_and_nothing_is_added(platform: Platform) -> None:
+    nowhere = closed_port_url().removesuffix("/graphql")
+    settings = WebSettings(router_url=platform.router_url, ai_url=nowhere)
+    async with (
+        serve(create_app(settings)) as base_url,
+        httpx.AsyncClient(base_url=base_url, trust_env=False, timeout=30) as client,
+    ):
+        await _signed_up(client)
+        kb = await new_knowledge_base(client)
+        refused = await upload(client, kb, "notes.txt", b"some notes", "text/plain")
+        banner = refused.text[refused.text.index('data-error="UploadFailed"') :]
+        assert "The AI service cannot be reached" in visible(banner)
+        assert "No documents yet" in visible(refused.text)
+
+
+async def test_a_viewer_searches_but_may_not_add_or_delete(
+    signed_in: httpx.AsyncClient, web_url: str, platform: Platform, mailbox: object
+) -> None:
+    kb = await new_knowledge_base(signed_in)
+    await upload(signed_in, kb, "travel.md", MARKDOWN, "text/markdown")
+    viewer = await join_as(signed_in, platform, mailbox, "viewer")
+    async with httpx.AsyncClient(base_url=web_url, trust_env=False, timeout=30) as client:
+        client.cookies.update(viewer)
+        listed = await client.get("/knowledge-bases")
+        page = await client.get(kb)
+        found = await client.get(f"{kb}/search", params={"q": "night trains"}, headers=HTMX)
+        refused = await upload(client, kb, "mine.txt", b"my own notes", "text/plain")
+        creating = await client.post(
+            "/knowledge-bases", data={"name": "Mine", **csrf(client)}, headers=HTMX
+        )
+
+    assert 'id="create-kb-form"' not in listed.text
+    assert "Only editors, admins and owners can" in visible(listed.text)
+    assert 'data-document="travel.md"' in page.text
+    assert 'id="upload-document-form"' not in page.text
+    assert "/delete" not in page.text
+    assert "<mark>night</mark>" in found.text
+    assert 'data-error="ForbiddenError"' in refused.text
+    assert 'data-document="mine.txt"' not in refused.text
+    assert 'data-error="ForbiddenError"' in creating.text
+    assert 'data-knowledge-base="Mine"' not in creating.text
