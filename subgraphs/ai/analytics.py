@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import bisect
 import math
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
@@ -43,7 +43,6 @@ from sqlalchemy import (
     DateTime,
     Index,
     func,
-    literal_column,
     select,
     text,
     tuple_,
@@ -57,6 +56,8 @@ from klikkflow.kit.errors import InvalidInput
 from subgraphs.executions.models import TERMINAL, ExecutionDocument
 
 PAGE = 1_000
+FIRST_WINDOW = timedelta(minutes=1)
+MIN_WINDOW = timedelta(milliseconds=100)
 RECENT_OVERLAP = timedelta(seconds=10)
 TRAIL_DELAY = timedelta(hours=6)
 LEDGER_MARGIN = timedelta(days=1)
@@ -138,11 +139,37 @@ _TOTALS = (
     "duration_ms_max",
 )  # fmt: skip
 _SUMMED = ("executions", "succeeded", "failed", "cancelled", "timed", "duration_ms_sum")
-# Element-wise sum of the stored and the added histogram (arrays of unequal length pad).
-_BUCKET_SUM = (
-    "ARRAY(SELECT coalesce(a, 0) + coalesce(b, 0) FROM unnest("
+# Statements of arrays (one parameter per column, not per row): SQLAlchemy compiles a
+# multi-row VALUES anew for every page, which cost more than the database's work.
+_TAKE = text(
+    "INSERT INTO analytics_executions (execution_id, organization_id, finished_at)"
+    " SELECT * FROM unnest(CAST(:ids AS varchar[]), CAST(:orgs AS varchar[]),"
+    " CAST(:ats AS timestamptz[])) AS t(id, org, at) ORDER BY id"
+    " ON CONFLICT (execution_id) DO NOTHING RETURNING execution_id"
+)
+_KEYS = ("organization_id", "day", "workflow_id", "mode")
+_ADD = text(
+    "INSERT INTO execution_stats_daily (organization_id, day, workflow_id, mode, "
+    + ", ".join(_SUMMED)
+    + ", duration_ms_max, duration_buckets, updated_at)"
+    " SELECT organization_id, day, workflow_id, mode, "
+    + ", ".join(_SUMMED)
+    + ", duration_ms_max, duration_buckets::bigint[], now() FROM unnest("
+    "CAST(:organization_id AS varchar[]), CAST(:day AS date[]), CAST(:workflow_id AS varchar[]),"
+    " CAST(:mode AS varchar[]), "
+    + ", ".join(f"CAST(:{name} AS bigint[])" for name in _SUMMED)
+    + ", CAST(:duration_ms_max AS bigint[]), CAST(:duration_buckets AS text[]))"
+    " AS t(organization_id, day, workflow_id, mode, "
+    + ", ".join(_SUMMED)
+    + ", duration_ms_max, duration_buckets) ORDER BY organization_id, day, workflow_id, mode"
+    " ON CONFLICT (organization_id, day, workflow_id, mode) DO UPDATE SET "
+    + ", ".join(f"{name} = execution_stats_daily.{name} + excluded.{name}" for name in _SUMMED)
+    + ", duration_ms_max = greatest(execution_stats_daily.duration_ms_max,"
+    " excluded.duration_ms_max),"
+    # Element-wise sum of the stored and the added histogram (arrays of unequal length pad).
+    " duration_buckets = ARRAY(SELECT coalesce(a, 0) + coalesce(b, 0) FROM unnest("
     "execution_stats_daily.duration_buckets, excluded.duration_buckets)"
-    " WITH ORDINALITY AS t(a, b, i) ORDER BY i)"
+    " WITH ORDINALITY AS u(a, b, i) ORDER BY i), updated_at = excluded.updated_at"
 )
 
 
@@ -262,59 +289,73 @@ class Position:
     at: datetime
     last_id: str = ""
 
-    def query(self) -> dict[str, Any]:
-        if not self.last_id:
-            return {"finished_at": {"$gte": self.at}}
-        after = ObjectId(self.last_id)
-        return {
-            "$or": [
-                {"finished_at": {"$gt": self.at}},
-                {"finished_at": self.at, "_id": {"$gt": after}},
-            ]
-        }
+
+_FIELDS = dict.fromkeys(
+    ("organization_id", "workflow_id", "mode", "status", "started_at", "finished_at"), 1
+)
 
 
-async def finished_page(
-    after: Position, before: datetime | None = None, size: int = PAGE
-) -> list[Finished]:
-    """The next `size` finished executions from `after` (and before `before`), in
-    `(finished_at, _id)` order."""
-    query: dict[str, Any] = {**after.query(), "status": {"$in": FINISHED}}
-    if before is not None:
-        query = {"$and": [query, {"finished_at": {"$lt": before}}]}
-    fields = {f: 1 for f in ("organization_id", "workflow_id", "mode", "status")}
+async def _find(query: dict[str, Any], size: int) -> list[dict[str, Any]]:
     found = (
         ExecutionDocument.get_pymongo_collection()
-        .find(query, {**fields, "started_at": 1, "finished_at": 1})
+        .find(query, _FIELDS)
         .sort([("finished_at", 1), ("_id", 1)])
         .limit(size)
     )
-    return [Finished.from_document(doc) async for doc in found]
+    return await found.to_list(size)
 
 
-def _deltas(counted: Sequence[Finished]) -> list[dict[str, Any]]:
+async def finished_page(
+    after: Position, before: datetime, size: int = PAGE
+) -> list[dict[str, Any]]:
+    """Up to `size` executions that finished after `after` and before `before`, in
+    `(finished_at, _id)` order. Each query is one range of the `(finished_at, _id)` index
+    (no `$or`, no other field): the embedded store fetches and sorts a whole range."""
+    if after.at >= before:
+        return []
+    docs: list[dict[str, Any]] = []
+    lower = {"$gte": after.at}
+    if after.last_id:  # the rest of a finish time's ties first
+        ties = {"finished_at": after.at, "_id": {"$gt": ObjectId(after.last_id)}}
+        docs, lower = await _find(ties, size), {"$gt": after.at}
+    if len(docs) < size:
+        docs += await _find({"finished_at": {**lower, "$lt": before}}, size - len(docs))
+    return docs
+
+
+async def finished_pages(
+    start: Position, end: datetime, size: int = PAGE
+) -> AsyncIterator[tuple[list[Finished], Position]]:
+    """The executions that finished from `start` to `end`, a page at a time, each with
+    the position after it. Pages are read through windows of finish times that grow while
+    they hold less than a page and shrink when full, so a query never reads much more
+    than a page, whether a pass catches up on years or reads the last seconds."""
+    position, window = start, FIRST_WINDOW
+    while position.at < end:
+        stop = min(position.at + window, end)
+        docs = await finished_page(position, stop, size)
+        if len(docs) == size:
+            position = Position(docs[-1]["finished_at"], str(docs[-1]["_id"]))
+            window = max(window / 2, MIN_WINDOW)
+        else:
+            position, window = Position(stop), window * 2
+        finished = [Finished.from_document(d) for d in docs if d.get("status") in FINISHED]
+        yield finished, position
+
+
+def _deltas(counted: Sequence[Finished]) -> dict[str, list[Any]]:
+    """What `counted` adds to each row of the rollup, as one array per column."""
     grouped: dict[tuple[str, date, str, str], Stats] = {}
     for execution in counted:
         grouped.setdefault(execution.key, Stats()).count(execution)
-    now = _now()
-    return [
-        {
-            "organization_id": org,
-            "day": day,
-            "workflow_id": workflow,
-            "mode": mode,
-            "executions": s.executions,
-            "succeeded": s.succeeded,
-            "failed": s.failed,
-            "cancelled": s.cancelled,
-            "timed": s.timed,
-            "duration_ms_sum": s.duration_ms_sum,
-            "duration_ms_max": s.duration_ms_max,
-            "duration_buckets": s.buckets,
-            "updated_at": now,
-        }
-        for (org, day, workflow, mode), s in sorted(grouped.items())  # one lock order
-    ]
+    columns: dict[str, list[Any]] = {name: [] for name in (*_KEYS, *_TOTALS, "duration_buckets")}
+    for key, stats in grouped.items():
+        for name, value in zip(_KEYS, key, strict=True):
+            columns[name].append(value)
+        for name in _TOTALS:
+            columns[name].append(getattr(stats, name))
+        columns["duration_buckets"].append("{" + ",".join(map(str, stats.buckets)) + "}")
+    return columns
 
 
 async def _set_cursor(conn: AsyncConnection, name: str, to: Position) -> None:
@@ -337,35 +378,19 @@ class AnalyticsService:
         if not executions:
             return 0
         unique = {e.execution_id: e for e in executions}
-        rows = [  # in id order: one lock order for every transaction
-            {
-                "execution_id": e.execution_id,
-                "organization_id": e.organization_id,
-                "finished_at": e.finished_at,
-            }
-            for _, e in sorted(unique.items())
-        ]
+        mine = [unique[i] for i in sorted(unique)]  # in id order: one lock order for all
         taken = await conn.scalars(
-            pg_insert(LEDGER)
-            .values(rows)
-            .on_conflict_do_nothing(index_elements=[LEDGER.c.execution_id])
-            .returning(LEDGER.c.execution_id)
+            _TAKE,
+            {
+                "ids": [e.execution_id for e in mine],
+                "orgs": [e.organization_id for e in mine],
+                "ats": [e.finished_at for e in mine],
+            },
         )
         new = [unique[execution_id] for execution_id in taken]
         if not new:
             return 0
-        stmt = pg_insert(DAILY).values(_deltas(new))
-        added = stmt.excluded
-        stmt = stmt.on_conflict_do_update(
-            index_elements=[DAILY.c[k] for k in ("organization_id", "day", "workflow_id", "mode")],
-            set_={
-                **{name: DAILY.c[name] + added[name] for name in _SUMMED},
-                "duration_ms_max": func.greatest(DAILY.c.duration_ms_max, added.duration_ms_max),
-                "duration_buckets": literal_column(_BUCKET_SUM),
-                "updated_at": added.updated_at,
-            },
-        )
-        await conn.execute(stmt)
+        await conn.execute(_ADD, _deltas(new))
         return len(new)
 
     async def rollup(self, engine: AsyncEngine, page_size: int = PAGE) -> int:
@@ -375,28 +400,25 @@ class AnalyticsService:
         started = _now()
         recent, trailing = await self._cursors(engine, started)
         counted = 0
-        position = Position(recent.at - RECENT_OVERLAP)
-        newest = recent.at
-        while True:
-            page = await finished_page(position, size=page_size)
-            if not page:
-                break
-            # A finish stamped ahead of this clock moves the reader no further than now.
-            newest = max(newest, min(page[-1].finished_at, started))
-            done = await self._commit(engine, page, RECENT, Position(newest))
-            if done is None:
+        readers = (
+            (RECENT, Position(recent.at - RECENT_OVERLAP), started),
+            (TRAILING, trailing, started - TRAIL_DELAY),
+        )
+        for reader, start, end in readers:
+            position = start
+            async for page, position in finished_pages(start, end, page_size):
+                if not page:
+                    continue
+                done = await self._commit(engine, page, reader, position)
+                if done is None:
+                    return counted
+                counted += done
+            # Where the reader got, also through windows with nothing in them.
+            if position != start and await self._commit(engine, [], reader, position) is None:
                 return counted
-            counted += done
-            if len(page) < page_size:
-                break
-            position = Position(page[-1].finished_at, page[-1].execution_id)
-        while page := await finished_page(trailing, started - TRAIL_DELAY, page_size):
-            trailing = Position(page[-1].finished_at, page[-1].execution_id)
-            done = await self._commit(engine, page, TRAILING, trailing)
-            if done is None:
-                return counted
-            counted += done
-        await self._forget(engine, min(trailing.at, newest - RECENT_OVERLAP) - LEDGER_MARGIN)
+            if reader == TRAILING:
+                trailing = position
+        await self._forget(engine, min(trailing.at, started - RECENT_OVERLAP) - LEDGER_MARGIN)
         return counted
 
     async def _cursors(self, engine: AsyncEngine, now: datetime) -> tuple[Position, Position]:
@@ -451,33 +473,22 @@ class AnalyticsService:
             where += " AND workflow_id = :workflow"
             params["workflow"] = workflow_id
         group = ", ".join(keys)
-        totals = await session.execute(
+        buckets = ", ".join(f"sum(duration_buckets[{i}])" for i in range(1, BUCKETS + 1))
+        result = await session.execute(
             text(
                 f"SELECT {group}, sum(executions), sum(succeeded), sum(failed), sum(cancelled),"
-                f" sum(timed), sum(duration_ms_sum), max(duration_ms_max)"
+                f" sum(timed), sum(duration_ms_sum), max(duration_ms_max), {buckets}"
                 f" FROM execution_stats_daily WHERE {where} GROUP BY {group}"
             ),
             params,
         )
         found: dict[tuple[Any, ...], Stats] = {}
-        width = len(keys)
-        for row in totals:
+        width, counts = len(keys), len(keys) + len(_TOTALS)
+        for row in result:
             stats = found[tuple(row[:width])] = Stats()
-            for name, value in zip(_TOTALS, row[width:], strict=True):
+            for name, value in zip(_TOTALS, row[width:counts], strict=True):
                 setattr(stats, name, int(value))
-        histograms = await session.execute(
-            text(
-                f"SELECT {group}, b.i, sum(b.n) FROM execution_stats_daily"
-                f" CROSS JOIN LATERAL unnest(duration_buckets) WITH ORDINALITY AS b(n, i)"
-                f" WHERE {where} GROUP BY {group}, b.i"
-            ),
-            params,
-        )
-        for row in histograms:
-            stats = found[tuple(row[:width])]
-            index, n = int(row[width]) - 1, int(row[width + 1])
-            stats.buckets.extend([0] * (index + 1 - len(stats.buckets)))
-            stats.buckets[index] = n
+            stats.buckets = [int(n or 0) for n in row[counts:]]  # NULL: a bucket added later
         rows = [StatsRow.of(keys, key, stats) for key, stats in found.items()]
         if group_by == GroupBy.DAY:
             seen = {r.day for r in rows}

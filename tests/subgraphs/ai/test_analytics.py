@@ -21,7 +21,7 @@ from klikkflow.ai.embeddings import embedder_from_settings
 from klikkflow.ai.runtime import UsageRecord
 from klikkflow.kit.settings import EmbeddingSettings
 from klikkflow.kit.stores import init_mongo
-from subgraphs.ai.analytics import TRAIL_DELAY, Finished, Position, analytics, finished_page
+from subgraphs.ai.analytics import TRAIL_DELAY, Finished, Position, analytics, finished_pages
 from subgraphs.ai.runtime import PostgresAiServices
 from subgraphs.executions.models import DOCUMENTS, ExecutionDocument, ExecutionStatus
 from tests.factories.executions import start_run, wait_for_status
@@ -198,10 +198,9 @@ async def test_pages_of_finished_executions_repeat_and_skip_none(platform, mongo
         await doc.insert()
         inserted.append((finished_at, str(doc.id)))
 
-    seen, position = [], Position(at - tick)
-    while page := await finished_page(position, before=at + 2 * tick, size=2):
+    seen = []
+    async for page, _ in finished_pages(Position(at - tick), at + 2 * tick, size=2):
         seen += [f.execution_id for f in page if f.organization_id == str(org)]
-        position = Position(page[-1].finished_at, page[-1].execution_id)
     assert seen == [execution_id for _, execution_id in sorted(inserted)]
 
 
