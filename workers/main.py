@@ -100,12 +100,11 @@ def build_worker(settings: WorkerSettings, *, burst: bool = False) -> Worker:
                 unique=False,
             ),
             cron(prune_executions, name="executions.prune", minute={7}, second={0}, unique=False),
-            cron(
+            cron(  # unique: one worker takes each tick (the pass also locks, in PostgreSQL)
                 roll_up_analytics,
                 name="analytics.rollup",
                 second=set(range(1, 60, ANALYTICS_EVERY_SECONDS)),
                 run_at_startup=True,
-                unique=False,
             ),
             cron(
                 fire_schedules,

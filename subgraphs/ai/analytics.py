@@ -15,11 +15,11 @@ twice, a job run twice, or two workers at once never count it twice. One pass at
 Missing none. A finish is written a moment after its `finished_at` (group commit, clocks
 of several workers), and an execution whose worker died between its log and its status
 is finished later by another one with its logged time. Two readers cover that: the
-*recent* reader reads from RECENT_OVERLAP before the newest finish it saw, so analytics
+*recent* reader reads from RECENT_OVERLAP before where its last pass ended, so analytics
 trail the executions by a pass; the *trailing* reader reads every finish once more
 TRAIL_DELAY later, so a finish written up to TRAIL_DELAY late is still counted. The
 ledger keeps ids LEDGER_MARGIN beyond what either reader can read again, then forgets
-them.
+them. A finish written later than that is not counted.
 
 Durations are wall time from start to finish (waits included), kept as a sum, a maximum
 and a histogram of log-spaced buckets from which percentiles are estimated.
@@ -131,7 +131,6 @@ class AnalyticsCursor(SQLModel, table=True):
 
 
 LEDGER = AnalyticsExecution.__table__  # type: ignore[attr-defined]
-DAILY = ExecutionStatsDaily.__table__  # type: ignore[attr-defined]
 CURSORS = AnalyticsCursor.__table__  # type: ignore[attr-defined]
 
 _TOTALS = (
