@@ -20,6 +20,7 @@ from klikkflow.kit.settings import WebSettings
 from web import (
     accounts,
     ai,
+    analytics,
     api_keys,
     audit,
     credentials,
@@ -303,8 +304,9 @@ def create_app(settings: WebSettings | None = None) -> Starlette:
             methods=POST,
             name="delete_variable",
         ),
-        # AI: the hub, describe a workflow, templates, knowledge bases
+        # AI: the hub, describe a workflow, templates, knowledge bases, analytics
         Route("/ai", ai.ai_page, methods=GET, name="ai"),
+        Route("/analytics", analytics.analytics_page, methods=GET, name="analytics"),
         Route("/ai/describe", ai.describe_page, methods=GET, name="describe_workflow"),
         Route("/ai/describe", ai.generate_workflow, methods=POST, name="generate_workflow"),
         Route("/ai/templates", ai.template_suggestions, methods=GET, name="template_suggestions"),
