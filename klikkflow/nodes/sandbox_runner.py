@@ -33,8 +33,8 @@ PRELOADED = (
     "base64", "binascii", "bisect", "calendar", "collections", "copy", "csv", "dataclasses",
     "datetime", "decimal", "difflib", "enum", "fractions", "functools", "hashlib", "heapq",
     "hmac", "html", "itertools", "json", "math", "operator", "random", "re", "statistics",
-    "string", "struct", "_strptime", "textwrap", "time", "typing", "unicodedata", "urllib.parse", "uuid",
-    "zoneinfo",
+    "string", "struct", "_strptime", "textwrap", "time", "typing", "unicodedata",
+    "urllib.parse", "uuid", "zoneinfo",
 )  # fmt: skip
 
 
