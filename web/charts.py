@@ -114,6 +114,11 @@ def _number(value: float) -> str:
     return "0" if text == "-0" else text
 
 
+def _value(value: float) -> str:
+    """A value in a data attribute, as exact as it came."""
+    return f"{value:.10g}"
+
+
 def _band(index: int, count: int) -> tuple[float, float]:
     """The left edge and width of category ``index`` of ``count``."""
     width = PLOT_WIDTH / max(count, 1)
@@ -207,14 +212,14 @@ def stacked_bars(
                 top = scale.y(base + value)
                 segments.append(
                     f'<rect class="chart-series-{escape(s.key)}" data-series="{escape(s.key)}"'
-                    f' data-value="{_number(value)}" x="{_number(bar_left)}" y="{_number(top)}"'
+                    f' data-value="{_value(value)}" x="{_number(bar_left)}" y="{_number(top)}"'
                     f' width="{_number(bar_width)}"'
                     f' height="{_number(scale.y(base) - top)}"/>'
                 )
             base += value
         body.append(
             f'<g class="chart-bar" data-category="{escape(category.key)}"'
-            f' data-total="{_number(totals[i])}"><title>{escape(tooltip)}</title>'
+            f' data-total="{_value(totals[i])}"><title>{escape(tooltip)}</title>'
             f'<rect class="chart-hit" x="{_number(left)}" y="{TOP}" width="{_number(width)}"'
             f' height="{PLOT_HEIGHT}"/>{"".join(segments)}</g>'
         )
@@ -275,8 +280,8 @@ def lines(
             body.append(
                 f'<circle class="chart-point chart-series-{escape(s.key)}"'
                 f' data-series="{escape(s.key)}" data-category="{escape(category.key)}"'
-                f' data-value="{_number(value)}" cx="{_number(left + width / 2)}"'
-                f' cy="{_number(scale.y(value))}" r="3">'
+                f' data-value="{_value(value)}" cx="{_number(left + width / 2)}"'
+                f' cy="{_number(scale.y(value))}" r="3.5">'
                 f"<title>{escape(f'{category.title}: {s.name} {fmt(value)}')}</title></circle>"
             )
     body += _x_labels(categories)
