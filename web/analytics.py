@@ -16,7 +16,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
-from urllib.parse import urlencode
 
 from markupsafe import Markup
 from starlette.requests import Request
@@ -130,15 +129,6 @@ class Filters:
             raise ValueError("the range has no days")
         return self.since, self.until
 
-    def query_string(self) -> str:
-        pairs = [("range", self.range)]
-        if self.range == CUSTOM:
-            pairs += [("from", str(self.since or "")), ("to", str(self.until or ""))]
-        if self.workflow_id:
-            pairs.append(("workflow", self.workflow_id))
-        pairs.append(("group", self.group))
-        return urlencode(pairs)
-
 
 def _date(value: str) -> date | None:
     try:
@@ -223,7 +213,7 @@ def workflow_name(row: Mapping[str, Any]) -> str:
     workflow = row.get("workflow")
     if isinstance(workflow, dict) and workflow.get("name"):
         return str(workflow["name"])
-    return "Deleted workflow"
+    return "Unknown workflow"  # deleted, or its name could not be read
 
 
 def _workflow_id(row: Mapping[str, Any]) -> str | None:
@@ -462,10 +452,6 @@ class Results:
     models: list[JSON] = field(default_factory=list)
 
     @property
-    def ok(self) -> bool:
-        return self.error is None and not self.problems
-
-    @property
     def failure_rate(self) -> str:
         return rate_text(self.totals.get("failureRate"))
 
@@ -573,7 +559,6 @@ async def analytics_page(request: Request) -> Response:
         "presets": PRESETS,
         "groupings": GROUPINGS,
         "workflows": [] if htmx else _workflow_options(data, filters.workflow_id),
-        "query_string": filters.query_string(),
         # After a preset range, the form's days show what it covers (see the partial).
         "oob": htmx and filters.range != CUSTOM,
     }
