@@ -323,7 +323,12 @@ class OpenAIEmbedder:
         loop = asyncio.get_running_loop()
         client = self._clients.get(loop)
         if client is None or client.is_closed:
-            client = httpx.AsyncClient(timeout=self.timeout, transport=self._transport)
+            client = httpx.AsyncClient(
+                timeout=self.timeout,
+                transport=self._transport,
+                follow_redirects=False,  # admin-configured, yet kept like the model clients
+                trust_env=False,
+            )
             self._clients[loop] = client
         return client
 

@@ -10,6 +10,11 @@ speaks Anthropic's messages protocol. Everything here works the same for both:
 - ``chat_with_tools``: the tool loop. Only granted tools run; every model call and tool call
   is returned as a ``Step`` so callers can record what happened.
 
+Every connection goes through ``PinnedTransport`` under the config's ``ssrf_policy``: each
+request's host is resolved and checked, the connection goes to the checked address,
+redirects are not followed and no proxy is read from the environment, so a base URL on a
+public host cannot lead (by a redirect or a second DNS answer) to a private address.
+
 Failures are ``LlmError`` subclasses whose messages never hold the API key. The tool loop
 is our own rather than pydantic-ai's ``Agent``: it has to refuse, and record, a call to a
 tool that was not granted (the prompt-injection case) without running anything.
@@ -17,16 +22,21 @@ tool that was not granted (the prompt-injection case) without running anything.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from anthropic import AsyncAnthropic
-from openai import AsyncOpenAI
+import anthropic
+import httpx
+import httpx2
+import openai
+from anthropic import AnthropicError, AsyncAnthropic
+from openai import AsyncOpenAI, OpenAIError
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_ai import exceptions as ai_errors
 from pydantic_ai.direct import model_request, model_request_stream
@@ -54,6 +64,7 @@ from pydantic_ai.settings import ModelSettings
 from pydantic_ai.tools import ToolDefinition
 
 from klikkflow.ai import json_schema
+from klikkflow.nodes.http import DENY_PRIVATE, SsrfPolicy, SsrfRefused, resolve_checked
 
 ProviderKind = Literal["openai", "anthropic"]
 DEFAULT_BASE_URLS: dict[ProviderKind, str] = {
@@ -86,6 +97,11 @@ class LlmConfig(BaseModel):
     max_tokens: int | None = Field(None, gt=0, description="Longest answer, in tokens")
     temperature: float | None = Field(None, ge=0, le=2)
     max_retries: int = Field(2, ge=0, le=10, description="SDK retries on 429 / 5xx / network")
+    ssrf_policy: SsrfPolicy = Field(
+        DENY_PRIVATE,
+        description="Which non-public addresses the model may be reached at (checked at"
+        " every connection); by default none",
+    )
 
     @model_validator(mode="after")
     def _anthropic_needs_a_key(self) -> LlmConfig:
@@ -255,6 +271,17 @@ class LlmProviderError(LlmError):
         self.status = status
 
 
+class LlmDestinationRefused(LlmProviderError):
+    """The model's address is one the SSRF policy refuses: no request was sent to it.
+    ``refusal`` says which (``refused to connect to host (address): loopback address``)."""
+
+    def __init__(
+        self, message: str, *, refusal: str, reason: str, provider: str = "", model: str = ""
+    ) -> None:
+        super().__init__(message, provider=provider, model=model)
+        self.refusal, self.reason = refusal, reason
+
+
 class LlmMalformedAnswer(LlmError):
     """The answer was not what was asked for (not JSON, or not fitting the schema)."""
 
@@ -404,19 +431,87 @@ async def list_models(config: LlmConfig) -> list[str]:
 # ---- requests -----------------------------------------------------------------------------
 
 
+class _Refused(SsrfRefused, OpenAIError, AnthropicError):
+    """A refusal both SDKs pass on as it is: they retry connection errors, not their own."""
+
+
+class PinnedTransport(httpx2.AsyncBaseTransport):
+    """``klikkflow.nodes.http.PinnedTransport`` for the ``httpx2`` the model SDKs are built
+    on: resolves each request's host, refuses addresses the policy does not allow, and
+    connects to the very address it checked (Host header and TLS SNI keep the name)."""
+
+    def __init__(self, policy: SsrfPolicy) -> None:
+        self.policy = policy
+        self._inner: dict[tuple[str, str], httpx2.AsyncHTTPTransport] = {}
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        url = request.url
+        if url.scheme not in ("http", "https"):
+            raise httpx2.UnsupportedProtocol(f"unsupported URL scheme {url.scheme!r}")
+        host, port = url.host, url.port or (443 if url.scheme == "https" else 80)
+        try:
+            address = await resolve_checked(host, port, self.policy)
+        except httpx.ConnectError as exc:  # the name does not resolve
+            raise httpx2.ConnectError(str(exc), request=request) from None
+        except SsrfRefused as exc:
+            raise _Refused(exc.host, exc.address, exc.reason) from None
+        # One pool per (name, address): a TLS connection is never reused for another name.
+        inner = self._inner.get((host, address))
+        if inner is None:
+            inner = self._inner[(host, address)] = httpx2.AsyncHTTPTransport()
+        extensions = dict(request.extensions)
+        if url.scheme == "https" and not _is_ip(host):
+            extensions["sni_hostname"] = host
+        pinned = httpx2.Request(
+            request.method,
+            url.copy_with(host=address),
+            headers=request.headers,
+            stream=request.stream,
+            extensions=extensions,
+        )
+        return await inner.handle_async_request(pinned)
+
+    async def aclose(self) -> None:
+        for inner in self._inner.values():
+            await inner.aclose()
+        self._inner.clear()
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
 @asynccontextmanager
 async def _client(config: LlmConfig) -> AsyncIterator[AsyncOpenAI | AsyncAnthropic]:
     key = config.api_key.get_secret_value()
-    options: dict[str, Any] = {"timeout": config.timeout, "max_retries": config.max_retries}
+    http_client = httpx2.AsyncClient(
+        transport=PinnedTransport(config.ssrf_policy),
+        follow_redirects=False,
+        trust_env=False,
+        timeout=config.timeout,
+    )
+    options: dict[str, Any] = {
+        "timeout": config.timeout,
+        "max_retries": config.max_retries,
+        "http_client": http_client,
+    }
     client: AsyncOpenAI | AsyncAnthropic
-    if config.kind == "openai":
-        client = AsyncOpenAI(api_key=key or NO_KEY, base_url=config.url, **options)
-    else:
-        client = AsyncAnthropic(api_key=key, base_url=config.url, **options)
+    try:
+        if config.kind == "openai":
+            client = AsyncOpenAI(api_key=key or NO_KEY, base_url=config.url, **options)
+        else:
+            client = AsyncAnthropic(api_key=key, base_url=config.url, **options)
+    except BaseException:
+        await http_client.aclose()
+        raise
     try:
         yield client
     finally:
-        await client.close()
+        await client.close()  # closes http_client too
 
 
 @asynccontextmanager
@@ -599,12 +694,23 @@ def _translated(exc: Exception, config: LlmConfig) -> LlmError:
     said = f"{provider} model {model!r} at {_public_url(config.url)}"
     if isinstance(exc, LlmError):
         return exc
+    if (refused := _refusal(exc)) is not None:
+        return LlmDestinationRefused(
+            f"{said} is refused: {refused}",
+            refusal=str(refused),
+            reason=refused.reason,
+            provider=provider,
+            model=model,
+        )
     if isinstance(exc, ai_errors.ModelTimeoutError | ai_errors.ModelRequestTimeout):
         return LlmTimeout(config.timeout, provider=provider, model=model)
     if isinstance(exc, ai_errors.ModelHTTPError):
         detail = _provider_message(exc.body, config)
         message = f"{said} answered HTTP {exc.status_code}" + (f": {detail}" if detail else "")
         return LlmProviderError(message, status=exc.status_code, provider=provider, model=model)
+    if (status := _sdk_status(exc)) is not None and 300 <= status < 400:
+        message = f"{said} answered HTTP {status}, a redirect, which is not followed"
+        return LlmProviderError(message, status=status, provider=provider, model=model)
     if isinstance(exc, ai_errors.ModelConnectionError):
         return LlmProviderError(f"{said} could not be reached", provider=provider, model=model)
     if isinstance(exc, ai_errors.ModelAPIError | ai_errors.UnexpectedModelBehavior):
@@ -612,6 +718,28 @@ def _translated(exc: Exception, config: LlmConfig) -> LlmError:
         return LlmMalformedAnswer(message, provider=provider, model=model)
     message = f"{said} failed: {type(exc).__name__}"
     return LlmProviderError(message, provider=provider, model=model)
+
+
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    """The error and those it was raised from (pydantic-ai wraps the SDKs' errors)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        yield current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+
+
+def _refusal(exc: BaseException) -> SsrfRefused | None:
+    """The transport's SSRF refusal behind an SDK / pydantic-ai error, if that is what it is."""
+    return next((e for e in _causes(exc) if isinstance(e, SsrfRefused)), None)
+
+
+def _sdk_status(exc: BaseException) -> int | None:
+    """The HTTP status of the SDK error behind a pydantic-ai one (it wraps only 4xx / 5xx
+    as ``ModelHTTPError``; a redirect is a bare ``ModelAPIError``)."""
+    statuses = (openai.APIStatusError, anthropic.APIStatusError)
+    return next((e.status_code for e in _causes(exc) if isinstance(e, statuses)), None)
 
 
 def _provider_message(body: object, config: LlmConfig) -> str:
@@ -642,6 +770,7 @@ __all__ = [
     "AgentResult",
     "ChatResult",
     "LlmConfig",
+    "LlmDestinationRefused",
     "LlmError",
     "LlmIterationLimit",
     "LlmMalformedAnswer",
@@ -649,6 +778,7 @@ __all__ = [
     "LlmTimeout",
     "Message",
     "ModelStep",
+    "PinnedTransport",
     "StructuredResult",
     "TextDelta",
     "Tool",

@@ -15,8 +15,10 @@ these are nodes of their own; the names follow n8n's camelCase):
 - ``vectorStoreInsert`` / ``vectorStoreSearch``: add items' texts or files to one of the
   organization's knowledge bases; find the passages that best answer a query.
 
-The model is reached with the node's ``openAiApi`` or ``anthropicApi`` credential; a base
-URL the credential sets passes the execution's SSRF policy first. Every model call's tokens
+The model is reached with the node's ``openAiApi`` or ``anthropicApi`` credential, under the
+execution's SSRF policy: every connection to the model (a base URL the credential sets, and
+whatever its host resolves to) is checked by the pinned transport, and redirects are not
+followed. Every model call's tokens
 are recorded for the execution's organization, and memories are kept by (organization,
 session key), through the ``ai`` node extra the workers provide
 (``klikkflow.ai.runtime.AiServices``). ``klikkflow.ai.llm`` is imported, in a thread, when
@@ -37,7 +39,7 @@ import json
 import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Annotated, Any, Literal
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 import httpx
 from pydantic import Field, field_validator, model_validator
@@ -63,8 +65,7 @@ from klikkflow.nodes.base import (
     item,
 )
 from klikkflow.nodes.conditions import to_js_string
-from klikkflow.nodes.http import DENY_PRIVATE, PinnedTransport, SsrfPolicy, SsrfRefused
-from klikkflow.nodes.http import resolve_checked as resolve_destination
+from klikkflow.nodes.http import DENY_PRIVATE, PinnedTransport, SsrfPolicy
 
 if TYPE_CHECKING:
     from klikkflow.ai.llm import LlmConfig, LlmError, Message, Step, Tool, Usage
@@ -207,11 +208,10 @@ class _Model:
                 max_tokens=options.max_tokens,
                 temperature=options.temperature,
                 max_retries=options.max_retries,
+                ssrf_policy=getattr(ctx, "ssrf_policy", DENY_PRIVATE),
             )
         except ValueError as exc:
             raise NodeError(f"the {kind} credential cannot be used: {exc}") from None
-        if config.base_url:
-            await _check_destination(ctx, config.url)
         return cls(ctx, config)
 
     async def record(self, usage: Usage, model: str, calls: int = 1) -> None:
@@ -271,22 +271,6 @@ def _credential_type(ctx: NodeContext, chosen: str) -> str:
     raise NodeError("the node has two model credentials: set credentialType to the one to use")
 
 
-async def _check_destination(ctx: NodeContext, url: str) -> None:
-    """A base URL a tenant chose passes the execution's SSRF policy before any request."""
-    parts = urlsplit(url)
-    policy: SsrfPolicy = getattr(ctx, "ssrf_policy", DENY_PRIVATE)
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    try:
-        await resolve_destination(parts.hostname or "", port, policy)
-    except SsrfRefused as exc:
-        raise NodeError(
-            f"the credential's base URL is refused: {exc}",
-            description="requests to private networks are off on this platform",
-        ) from None
-    except httpx.ConnectError:
-        pass  # unreachable: the model call says so with the provider's name
-
-
 def _session_key(value: Any, index: int) -> str:
     key = _text(value).strip()
     if not key:
@@ -300,7 +284,7 @@ def _session_key(value: Any, index: int) -> str:
 
 
 def _llm_failure(error: LlmError, index: int) -> NodeError:
-    from klikkflow.ai.llm import LlmMalformedAnswer, LlmTimeout
+    from klikkflow.ai.llm import LlmDestinationRefused, LlmMalformedAnswer, LlmTimeout
 
     if isinstance(error, LlmTimeout):
         message = f"the model {error.model!r} gave no answer within {error.seconds:g} s"
@@ -309,6 +293,8 @@ def _llm_failure(error: LlmError, index: int) -> NodeError:
     description = ""
     if isinstance(error, LlmMalformedAnswer) and error.problems:
         description = "; ".join(error.problems[:10])
+    if isinstance(error, LlmDestinationRefused):
+        description = "requests to private networks are off on this platform"
     return NodeError(f"{message} [item {index}]", item_index=index, description=description)
 
 

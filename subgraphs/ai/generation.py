@@ -24,14 +24,19 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
-from urllib.parse import urlsplit
 
-import httpx
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from klikkflow.ai import llm
-from klikkflow.ai.llm import LlmConfig, LlmError, LlmMalformedAnswer, Message, Usage
+from klikkflow.ai.llm import (
+    LlmConfig,
+    LlmDestinationRefused,
+    LlmError,
+    LlmMalformedAnswer,
+    Message,
+    Usage,
+)
 from klikkflow.engine.workflow import Workflow
 from klikkflow.kit.asgi import Check
 from klikkflow.kit.auth import Viewer
@@ -42,7 +47,7 @@ from klikkflow.kit.settings import SubgraphSettings
 from klikkflow.kit.stores import init_mongo
 from klikkflow.kit.vault import LocalKeyProvider
 from klikkflow.nodes.base import NodeType
-from klikkflow.nodes.http import SsrfPolicy, SsrfRefused, resolve_checked
+from klikkflow.nodes.http import SsrfPolicy
 from klikkflow.nodes.registry import NodeRegistry, default_registry
 from subgraphs.ai.runtime import TokenUsage
 from subgraphs.ai.templates import template_library
@@ -568,13 +573,19 @@ class GenerationService:
             raise InvalidInput({"credentialId": message})
         values = await credential_service.open_for_run(viewer.organization_id, credential_id)
         try:
-            config = LlmConfig.from_credential(
-                stored.type, values, model=model, timeout=timeout, max_retries=LLM_RETRIES
+            # As for HTTP Request nodes, a base URL reaches private addresses only if the
+            # platform allows it (KLIKKFLOW_ALLOW_PRIVATE_NETWORK); checked at each connection.
+            policy = SsrfPolicy(allow_private=self.settings.allow_private_network)
+            return LlmConfig.from_credential(
+                stored.type,
+                values,
+                model=model,
+                timeout=timeout,
+                max_retries=LLM_RETRIES,
+                ssrf_policy=policy,
             )
         except (ValidationError, ValueError) as exc:
             raise InvalidInput({"credentialId": f"cannot be used: {exc}"}) from None
-        await check_destination(config.url, self.settings.allow_private_network)
-        return config
 
     async def _ask(
         self, viewer: Viewer, config: LlmConfig, description: str, spent: _Spent
@@ -598,6 +609,10 @@ class GenerationService:
                 reasons = exc.problems or [str(exc)]
                 messages.append(Message("user", repair_prompt(reasons)))
                 continue
+            except LlmDestinationRefused as exc:  # nothing was sent
+                spent.calls -= 1
+                refused = f"its base URL is refused: {exc.refusal}"
+                raise InvalidInput({"credentialId": refused}) from None
             except LlmError as exc:
                 spent.usage += exc.usage
                 raise
@@ -610,19 +625,6 @@ class GenerationService:
                 Message("user", repair_prompt(reasons)),
             ]
         raise GenerationRefused(reasons[:MAX_REASONS], spent.calls, spent.usage)
-
-
-async def check_destination(url: str, allow_private: bool) -> None:
-    """A credential's base URL must not reach private addresses unless the platform allows
-    it, as for HTTP Request nodes (KLIKKFLOW_ALLOW_PRIVATE_NETWORK): InvalidInput if so."""
-    parts = urlsplit(url)
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    try:
-        await resolve_checked(parts.hostname or "", port, SsrfPolicy(allow_private=allow_private))
-    except SsrfRefused as exc:
-        raise InvalidInput({"credentialId": f"its base URL is refused: {exc}"}) from None
-    except httpx.ConnectError:
-        pass  # unresolvable: the model call says so
 
 
 def _request_text(description: str) -> str:

@@ -69,6 +69,11 @@ class Reply:
     stop: str | None = None  # finish/stop reason; derived from the content when None
     model: str | None = None  # the model name answered; the requested one when None
     pieces: int = 3  # how many deltas streamed text is split into
+    location: str | None = None  # answer 307 Temporary Redirect to this URL instead
+
+    @classmethod
+    def redirect(cls, location: str) -> Reply:
+        return cls(location=location)
 
     @classmethod
     def say(cls, text: str, **kw: Any) -> Reply:
@@ -402,6 +407,8 @@ def _object_or_empty(text: str) -> dict[str, Any]:
 
 
 def _failure(reply: Reply, error_body: Any) -> Response | None:
+    if reply.location is not None:
+        return Response(status_code=307, headers={"location": reply.location})
     if reply.raw is not None:
         return Response(reply.raw, status_code=reply.status, media_type="application/json")
     if reply.status >= 400:

@@ -15,6 +15,7 @@ from pydantic import ValidationError
 from klikkflow.ai.llm import (
     ChatResult,
     LlmConfig,
+    LlmDestinationRefused,
     LlmError,
     LlmIterationLimit,
     LlmMalformedAnswer,
@@ -32,6 +33,7 @@ from klikkflow.ai.llm import (
     structured,
 )
 from klikkflow.nodes.credentials import credential_type, validate
+from klikkflow.nodes.http import SsrfPolicy
 from tests.factories.llm import LlmStandIn, Reply, Sent, ToolCall, embedding_for, llm_stand_in
 
 KEY = "sk-test-4f9a1c2e8b7d6a5f"
@@ -41,6 +43,8 @@ CITY = {
     "properties": {"city": {"type": "string"}, "population": {"type": "integer", "minimum": 0}},
     "required": ["city", "population"],
 }
+# The stand-ins listen on loopback addresses, which the default policy refuses.
+LOOPBACK_ALLOWED = SsrfPolicy(allow_private=True)
 SEARCH_PARAMETERS = {
     "type": "object",
     "properties": {"query": {"type": "string", "description": "What to look for"}},
@@ -57,7 +61,7 @@ async def llm() -> AsyncIterator[LlmStandIn]:
 def config(llm: LlmStandIn, kind: str, **options: Any) -> LlmConfig:
     url = llm.openai_url if kind == "openai" else llm.anthropic_url
     model = "gpt-test-mini" if kind == "openai" else "claude-test-haiku"
-    options = {"max_retries": 0, "timeout": 5.0} | options
+    options = {"max_retries": 0, "timeout": 5.0, "ssrf_policy": LOOPBACK_ALLOWED} | options
     return LlmConfig(kind=kind, model=model, api_key=KEY, base_url=url, **options)  # type: ignore[arg-type]
 
 
@@ -398,7 +402,14 @@ async def test_an_answer_that_is_not_json_is_a_malformed_answer(llm: LlmStandIn)
 async def test_an_unreachable_provider_is_a_provider_error() -> None:
     async with llm_stand_in() as gone:
         url = gone.openai_url
-    unreachable = LlmConfig(kind="openai", model="m", base_url=url, max_retries=0, timeout=2)
+    unreachable = LlmConfig(
+        kind="openai",
+        model="m",
+        base_url=url,
+        max_retries=0,
+        timeout=2,
+        ssrf_policy=LOOPBACK_ALLOWED,
+    )
 
     with pytest.raises(LlmProviderError, match="could not be reached"):
         await chat(unreachable, "Hello?")
@@ -430,6 +441,92 @@ async def test_the_api_key_never_appears_when_the_tool_loop_fails(llm: LlmStandI
 
     assert KEY not in str(caught.value)
     assert [s.kind for s in caught.value.steps] == ["model", "tool"]
+
+
+# ---- where requests may go: the SSRF policy, redirects, proxies ---------------------------
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_a_redirect_from_the_provider_is_not_followed(llm: LlmStandIn, kind: str) -> None:
+    # A public host answering 307 to an internal one: the policy below even allows the
+    # internal address, so only not following redirects keeps the request from it.
+    async with llm_stand_in() as internal:
+        internal.script(Reply.say("internal secrets"))
+        path = "/v1/chat/completions" if kind == "openai" else "/v1/messages"
+        llm.script(Reply.redirect(internal.url + path))
+
+        with pytest.raises(LlmProviderError) as caught:
+            await chat(config(llm, kind), "Hello?")
+
+        assert caught.value.status == 307
+        assert len(llm.chats) == 1
+        assert internal.sent == []
+
+
+async def test_the_sdks_own_client_would_have_followed_that_redirect(llm: LlmStandIn) -> None:
+    # What the test above guards against: the SDK's default client follows the 307.
+    async with llm_stand_in() as internal:
+        internal.script(Reply.say("internal secrets"))
+        llm.script(Reply.redirect(internal.url + "/v1/chat/completions"))
+        client = AsyncOpenAI(api_key=KEY, base_url=llm.openai_url, max_retries=0)
+        try:
+            answer = await client.chat.completions.create(
+                model="m", messages=[{"role": "user", "content": "Hello?"}]
+            )
+        finally:
+            await client.close()
+        assert answer.choices[0].message.content == "internal secrets"
+        assert len(internal.chats) == 1
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_a_private_address_is_refused_at_connect_time_by_default(
+    llm: LlmStandIn, kind: str
+) -> None:
+    url = llm.openai_url if kind == "openai" else llm.anthropic_url
+    refused = LlmConfig(
+        kind=kind,  # type: ignore[arg-type]
+        model="m",
+        api_key=KEY,
+        base_url=url.replace("127.0.0.1", "localhost"),  # a name: resolved, then checked
+        max_retries=2,
+    )
+    llm.script(Reply.say("should not be asked"))
+
+    with pytest.raises(LlmDestinationRefused) as caught:
+        await chat(refused, "Hello?")
+    with pytest.raises(LlmDestinationRefused):
+        await list_models(refused)
+
+    assert caught.value.reason == "loopback"
+    assert "refused to connect to localhost (127.0.0.1): loopback address" in str(caught.value)
+    assert llm.sent == []
+
+
+async def test_a_host_the_policy_names_may_be_private(llm: LlmStandIn) -> None:
+    named = SsrfPolicy(allowed_hosts=frozenset({"127.0.0.1"}))
+    llm.script(Reply.say("Hello from a named host."))
+
+    result = await chat(config(llm, "openai", ssrf_policy=named), "Hello?")
+
+    assert result.text == "Hello from a named host."
+
+
+async def test_proxy_settings_in_the_environment_are_ignored(
+    llm: LlmStandIn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with llm_stand_in() as proxy:
+        for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "all_proxy"):
+            monkeypatch.setenv(name, proxy.url)
+        for name in ("NO_PROXY", "no_proxy"):
+            monkeypatch.delenv(name, raising=False)
+        llm.script(Reply.say("Direct."))
+        proxy.script(Reply.say("Through the proxy."))
+
+        result = await chat(config(llm, "openai"), "Hello?")
+
+        assert result.text == "Direct."
+        assert proxy.sent == []
 
 
 # ---- configuration and credentials ----------------------------------------------------------

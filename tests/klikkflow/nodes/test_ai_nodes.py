@@ -705,13 +705,29 @@ async def test_an_http_tool_fills_only_its_url_pattern_with_the_models_values(ll
     assert (schema["properties"], schema["required"]) == ({"city": {"type": "string"}}, ["city"])
 
 
-async def test_a_credential_pointing_at_a_private_address_is_refused_before_any_call(llm):
+async def test_a_credential_pointing_at_a_private_address_is_refused_at_connect_time(llm):
     parameters = {"model": MODEL, "prompt": "Hello"}
+    llm.script(Reply.say("should not be asked"))
     with pytest.raises(NodeError) as refused:
         await _run_here(LlmChat, parameters, llm, DENY_PRIVATE, [{}])
-    assert str(refused.value).startswith("the credential's base URL is refused: refused to connect")
-    assert "loopback address" in str(refused.value)
+    message = str(refused.value)
+    assert message.endswith(
+        "is refused: refused to connect to 127.0.0.1 (127.0.0.1): loopback address [item 0]"
+    ), message
+    assert refused.value.description == "requests to private networks are off on this platform"
     assert llm.sent == []
+
+
+async def test_the_agent_does_not_follow_a_redirect_from_the_model(llm):
+    # The execution may reach private addresses, yet a 307 from the model's host is not
+    # followed: the model node's client does not follow redirects at all.
+    async with llm_stand_in() as internal:
+        internal.script(Reply.say("internal secrets"))
+        llm.script(Reply.redirect(internal.openai_url + "/chat/completions"))
+        parameters = {"model": MODEL, "prompt": "Hello", "options": {"maxRetries": 0}}
+        with pytest.raises(NodeError, match="answered HTTP 307, a redirect, which is not"):
+            await _run_here(AiAgent, parameters, llm, SsrfPolicy(allow_private=True), [{}])
+        assert internal.sent == []
 
 
 @pytest.mark.parametrize(

@@ -13,12 +13,18 @@ from typing import Any
 import httpx
 import pytest
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 
+from klikkflow.ai.llm import LlmProviderError
+from klikkflow.kit.auth import Viewer
 from klikkflow.kit.errors import InvalidInput
+from klikkflow.kit.stores import init_mongo
+from klikkflow.kit.vault import LocalKeyProvider
 from klikkflow.nodes.registry import default_registry
-from subgraphs.ai.generation import EXAMPLE, check_destination, node_catalog
+from subgraphs.ai.generation import EXAMPLE, GenerationService, node_catalog
 from subgraphs.workflows import definition
+from subgraphs.workflows.credentials import credential as credential_service
+from subgraphs.workflows.models import DOCUMENTS as WORKFLOW_DOCUMENTS
 from tests.factories.credentials import create_credential
 from tests.factories.executions import output, run_and_wait
 from tests.factories.graphql import data, gql
@@ -191,14 +197,40 @@ def test_the_catalog_keeps_every_type_and_cuts_the_largest_schemas_first():
     assert '"fieldToSplitOut":{"minLength":1,"type":"string"}' in cut  # small ones stay
 
 
-async def test_a_private_base_url_is_refused_unless_the_platform_allows_it():
-    with pytest.raises(InvalidInput) as refused:
-        await check_destination("http://127.0.0.1:11434/v1", allow_private=False)
-    assert "loopback" in refused.value.problems["credentialId"]
-    await check_destination("http://127.0.0.1:11434/v1", allow_private=True)
+async def test_a_private_base_url_is_refused_unless_the_platform_allows_it(
+    platform, llm, owner, openai_credential
+):
+    # The platform under test allows private networks (the stand-in is on loopback), so
+    # this runs the service in-process with the setting off, and then on.
+    mongo = await init_mongo(platform.mongo_uri, platform.settings.mongo_db, WORKFLOW_DOCUMENTS)
+    engine = create_async_engine(platform.database_url)
+    settings = platform.settings
+    credential_service.configure(
+        settings, LocalKeyProvider(settings.credentials_master_keys, settings.secret_key)
+    )
+    viewer = Viewer(user_id=owner.user_id, organization_id=owner.organization_id, role="owner")
+    try:
+        async with AsyncSession(engine) as session:
+            guarded = GenerationService()
+            guarded.configure(settings.model_copy(update={"allow_private_network": False}))
+            llm.script(Reply.failure(500, "asked"), Reply.failure(500, "asked again"))
+            with pytest.raises(InvalidInput) as refused:
+                await guarded.generate(session, viewer, FORM_REQUEST, openai_credential, "m")
+            assert refused.value.problems["credentialId"] == (
+                "its base URL is refused: refused to connect to 127.0.0.1 (127.0.0.1):"
+                " loopback address"
+            )
+            assert llm.sent == []
+            assert not session.new  # no token usage charged: nothing was asked
 
-
-# ---- generateWorkflow -------------------------------------------------------------------
+            allowing = GenerationService()
+            allowing.configure(settings.model_copy(update={"allow_private_network": True}))
+            with pytest.raises(LlmProviderError, match="answered HTTP 500"):
+                await allowing.generate(session, viewer, FORM_REQUEST, openai_credential, "m")
+            assert len(llm.chats) == 2  # the request and the SDK's one retry
+    finally:
+        await engine.dispose()
+        await mongo.close()
 
 
 async def test_a_valid_answer_is_saved_as_a_draft_and_returned(
