@@ -6,10 +6,10 @@ these are nodes of their own; the names follow n8n's camelCase):
 - ``llmChat``: one prompt per item to an OpenAI-compatible or Anthropic model; text out
   (``text``), or a JSON value checked against ``jsonSchema`` (``output``); optional
   conversation ``memory`` (session key expression, window of messages, token limit).
-- ``aiAgent``: the same with the tools the node grants (``tools.values``: sub-workflows,
-  knowledge-base search, HTTP requests to a fixed URL pattern) and ``maxIterations``;
-  every model call and tool call is in the item's ``steps``. A tool the node did not grant
-  never runs, whatever the model (or a retrieved text) asks for.
+- ``aiAgent``: the same with the tools the node grants (``tools.values``: other nodes,
+  sub-workflows, knowledge-base search, HTTP requests to a fixed URL pattern) and
+  ``maxIterations``; every model call and tool call is in the item's ``steps``. A tool the
+  node did not grant never runs, whatever the model (or a retrieved text) asks for.
 - ``textClassifier``: each item to the output named by its category, or ``other``.
 - ``embedText``: each item's text to a vector with the platform's embedder.
 - ``vectorStoreInsert`` / ``vectorStoreSearch``: add items' texts or files to one of the
@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import importlib
 import json
 import re
@@ -53,6 +54,7 @@ from klikkflow.ai.runtime import (
     Turn,
     UsageRecord,
 )
+from klikkflow.engine.workflow import CredentialRef
 from klikkflow.nodes.base import (
     MAIN,
     Inputs,
@@ -62,6 +64,7 @@ from klikkflow.nodes.base import (
     NodeType,
     Outputs,
     Parameters,
+    Wait,
     item,
 )
 from klikkflow.nodes.conditions import to_js_string
@@ -462,7 +465,88 @@ class KnowledgeBaseTool(_ToolBase):
         return {"type": "object", "properties": {"query": query}, "required": ["query"]}
 
 
-AgentTool = Annotated[WorkflowTool | HttpTool | KnowledgeBaseTool, Field(discriminator="type")]
+NodeClass = type[NodeType]
+FREE_FORM_INPUT: dict[str, Any] = {"type": "object", "properties": {}, "additionalProperties": True}
+# Node types that are no tool, and why (besides triggers and nodes that need the graph).
+NOT_TOOLS = {
+    "wait": "it pauses the execution",
+    "executeWorkflow": "a sub-workflow is a tool of type workflow",
+    "aiAgent": "an agent cannot be another agent's tool",
+    "respondToWebhook": "it answers the execution's webhook call",
+}
+
+
+def _not_a_tool(cls: NodeClass) -> str | None:
+    """Why a node type cannot be a tool, or None if it can."""
+    if cls.is_trigger or cls.category == "trigger" or not cls.inputs:
+        return "a trigger starts workflows; it is no tool"
+    if cls.type in NOT_TOOLS:
+        return NOT_TOOLS[cls.type]
+    if len(cls.inputs) > 1 or cls.waits_for_all_inputs:
+        return "it takes more than one input"
+    if cls.may_loop:
+        return "it loops through the workflow's nodes"
+    if not cls.outputs:
+        return "it has no output to hand back"
+    return None
+
+
+class NodeTool(_ToolBase):
+    """Runs one node of any type that fits (not triggers, Wait, Execute Workflow or another
+    agent) with the model's arguments as its one input item: its parameters' expressions
+    see them as ``$json``, and its output items are the result. It runs in the agent's
+    context: the execution's credentials (``credentials``; a type not named there is the
+    agent node's), SSRF policy and limits."""
+
+    type: Literal["node"]
+    node_type: str = Field(alias="nodeType", min_length=1, description="e.g. set, httpRequest")
+    type_version: float | None = Field(
+        None, alias="typeVersion", description="Empty: the type's latest version"
+    )
+    node_parameters: dict[str, Any] = Field(
+        default_factory=dict, alias="parameters", description="The node's parameters"
+    )
+    credentials: dict[str, CredentialRef] = Field(
+        default_factory=dict, description="Credential type -> stored credential, for the node"
+    )
+    input_schema: dict[str, Any] | None = Field(
+        None, alias="schema", description="JSON Schema of the arguments; default: any object"
+    )
+
+    @field_validator("input_schema", mode="before")
+    @classmethod
+    def _object_schema(cls, value: Any) -> dict[str, Any] | None:
+        return _schema_value(value)
+
+    @model_validator(mode="after")
+    def _a_node_that_can_be_a_tool(self) -> NodeTool:
+        node_class = self.node_class()
+        if (reason := _not_a_tool(node_class)) is not None:
+            raise ValueError(f"node type {self.node_type!r} cannot be a tool: {reason}")
+        node_class.Params.model_validate(self.node_parameters)  # its problems, at save time
+        return self
+
+    def version(self) -> float:
+        from klikkflow.nodes.registry import default_registry
+
+        latest = max(default_registry().versions(self.node_type), default=1)
+        return self.type_version or latest
+
+    def node_class(self) -> NodeClass:
+        from klikkflow.nodes.registry import RegistryError, default_registry
+
+        try:
+            return default_registry().get(self.node_type, self.version())
+        except RegistryError as exc:
+            raise ValueError(str(exc)) from None
+
+    def parameters(self) -> dict[str, Any]:
+        return self.input_schema or FREE_FORM_INPUT
+
+
+AgentTool = Annotated[
+    NodeTool | WorkflowTool | HttpTool | KnowledgeBaseTool, Field(discriminator="type")
+]
 
 
 class AgentTools(Parameters):
@@ -503,6 +587,46 @@ def _workflow_tool(ctx: NodeContext, spec: WorkflowTool) -> Tool:
         return _capped(results[0] if len(results) == 1 else results)
 
     return Tool(spec.name, spec.description, spec.parameters(), run)
+
+
+def _node_tool(ctx: NodeContext, spec: NodeTool) -> Tool:
+    """The granted node, run in a copy of the agent's context made for it (the runner's
+    own ``RunContext``: credentials, extras such as the SSRF policy, expressions)."""
+    from klikkflow.ai.llm import Tool
+    from klikkflow.engine.context import RunContext
+    from klikkflow.engine.workflow import NodeSpec
+
+    if not isinstance(ctx, RunContext):
+        raise NodeError("node tools run only in the workflow engine")
+    node_class = spec.node_class()
+    params = node_class.Params.model_validate(spec.node_parameters)
+    node = NodeSpec(
+        id=f"{ctx.node.id}:{spec.name}"[:64],
+        name=f"{ctx.node.name}/{spec.name}"[:128],
+        type=node_class.type,
+        type_version=spec.version(),
+        parameters=spec.node_parameters,
+        credentials={**ctx.node.credentials, **spec.credentials},
+    )
+
+    async def run(arguments: dict[str, Any]) -> Any:
+        tool_ctx = dataclasses.replace(ctx, node=node, node_state={}, resume_payload=None)
+        inputs = {node_class.inputs[0]: [{"json": arguments}]}
+        outputs = await node_class().run(tool_ctx, params, inputs)
+        if isinstance(outputs, Wait):
+            raise RuntimeError("the node wanted to wait, which a tool cannot")
+        return _capped(_node_result(outputs))
+
+    return Tool(spec.name, spec.description, spec.parameters(), run)
+
+
+def _node_result(outputs: Outputs) -> Any:
+    """The items' JSON: one item as itself, a list for more; by port if not all main."""
+    ports = {port: [i.get("json", {}) for i in items] for port, items in outputs.items() if items}
+    if set(ports) <= {MAIN}:
+        found = ports.get(MAIN, [])
+        return found[0] if len(found) == 1 else found
+    return ports
 
 
 def _knowledge_tool(spec: KnowledgeBaseTool, services: AiServices, organization: str) -> Tool:
@@ -597,7 +721,10 @@ class AiAgent(NodeType):
     type = "aiAgent"
     version = 1
     display_name = "AI Agent"
-    description = "A model that calls the tools this node grants (sub-workflows, HTTP), per item."
+    description = (
+        "A model that calls the tools this node grants (other nodes, sub-workflows, knowledge"
+        " bases, HTTP), per item."
+    )
     category = "ai"
     Params = AgentParams
     credential_types = LLM_CREDENTIALS
@@ -665,6 +792,8 @@ class AiAgent(NodeType):
 
 
 def _tool(ctx: NodeContext, spec: AgentTool, client: httpx.AsyncClient) -> Tool:
+    if isinstance(spec, NodeTool):
+        return _node_tool(ctx, spec)
     if isinstance(spec, WorkflowTool):
         return _workflow_tool(ctx, spec)
     if isinstance(spec, HttpTool):

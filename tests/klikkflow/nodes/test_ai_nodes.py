@@ -1,6 +1,6 @@
 """AI nodes in the real worker, against the stand-in that speaks OpenAI's and Anthropic's
 protocols: LLM Chat (expressions, structured output, memory, timeouts), AI Agent (granted
-sub-workflow and knowledge-base tools, refused ungranted ones, the iteration limit), Text
+node, sub-workflow and knowledge-base tools, refused ungranted ones, the iteration limit), Text
 Classifier routing, Embed Text, Vector Store Insert / Search, and the token usage each
 organization is charged in PostgreSQL."""
 
@@ -513,6 +513,129 @@ async def test_the_iteration_limit_stops_the_agent_with_its_steps(platform, clie
     }
 
 
+def _greet_tool(**changes: Any) -> dict[str, Any]:
+    """A Set node as a tool: {name} in, {greeting} out."""
+    assignment = {
+        "id": "g",
+        "name": "greeting",
+        "type": "string",
+        "value": "={{ 'Hello, ' + $json.name + '!' }}",
+    }
+    return {
+        "type": "node",
+        "name": "greet",
+        "description": "Greets a person by name",
+        "nodeType": "set",
+        "typeVersion": 3.4,
+        "parameters": {
+            "mode": "manual",
+            "includeOtherFields": False,
+            "options": {},
+            "assignments": {"assignments": [assignment]},
+        },
+        "schema": {
+            "type": "object",
+            "properties": {"name": {"type": "string"}},
+            "required": ["name"],
+        },
+    } | changes
+
+
+ADD_TOOL = {
+    "type": "node",
+    "name": "add",
+    "description": "Adds two numbers a and b",
+    "nodeType": "code",
+    "parameters": {
+        "jsCode": "const {a, b} = $input.first().json;\nreturn [{json: {sum: a + b, of: [a, b]}}];"
+    },
+}
+
+
+async def test_the_agent_calls_granted_nodes_as_tools_and_gets_their_output(
+    platform, client, llm, account
+):
+    credentials = await _openai(client, platform, account, llm)
+    agent = _agent(credentials, [_greet_tool(), ADD_TOOL])
+    llm.script(
+        Reply.calls(
+            ToolCall("greet", {"name": "Ada"}, id="call_1"),
+            ToolCall("add", {"a": 2, "b": 40}, id="call_2"),
+        ),
+        Reply.calls(ToolCall("greet", {"name": 7}, id="call_3")),  # breaks greet's schema
+        Reply.say("Hello, Ada! 2 + 40 = 42."),
+    )
+
+    _, _, done = await _run(
+        client, platform, account, _after_start(agent), [{"question": "Greet Ada; 2 + 40?"}]
+    )
+
+    assert done["status"] == "SUCCEEDED", done
+    [answer] = output(done, "Agent")
+    assert answer["output"] == "Hello, Ada! 2 + 40 = 42."
+    tools = [s for s in answer["steps"] if s["type"] == "tool"]
+    assert [(s["name"], s["outcome"], s.get("result")) for s in tools] == [
+        ("greet", "ok", {"greeting": "Hello, Ada!"}),
+        ("add", "ok", {"sum": 42, "of": [2, 40]}),
+        ("greet", "invalid", None),
+    ]
+    assert "$.name" in tools[2]["error"]
+    first = llm.chats[0]
+    assert first.tool_names == ["greet", "add"]
+    assert first.tool_schema("greet")["required"] == ["name"]
+    assert first.tool_schema("add")["type"] == "object"  # no schema given: any object
+    returned = llm.chats[1].tool_results
+    assert [r.call_id for r in returned] == ["call_1", "call_2"]
+    assert "Hello, Ada!" in returned[0].text
+    assert '"sum":42' in returned[1].text.replace(" ", "")
+
+
+async def test_a_node_tool_of_a_type_that_is_no_tool_is_refused_when_saved(
+    platform, client, account
+):
+    hook = {"type": "node", "name": "hook", "description": "x", "nodeType": "webhook"}
+    agent = _agent({}, [hook])
+    variables = {"input": {"name": "Hooked", "definition": _after_start(agent)}}
+    result = data(await gql(client, platform.router_url, CREATE_WORKFLOW, variables, account.token))
+    refused = result["createWorkflow"]
+    assert refused["__typename"] == "ValidationError", refused
+    [field] = refused["fields"]
+    assert "tools.values.0.node" in field["path"]
+    assert "node type 'webhook' cannot be a tool: a trigger starts workflows" in field["message"]
+
+
+async def test_a_node_the_agent_was_not_granted_never_runs(platform, client, llm, account):
+    hits: list[str] = []
+
+    async def record(request: Request) -> JSONResponse:
+        hits.append(request.url.path)
+        return JSONResponse({"ran": True})
+
+    async with serve(Starlette(routes=[Route("/{path:path}", record)])) as url:
+        credentials = await _openai(client, platform, account, llm)
+        agent = _agent(credentials, [_greet_tool()])
+        fetch = {"method": "GET", "url": url + "/secret"}
+        llm.script(
+            Reply.calls(ToolCall("httpRequest", fetch, id="call_1")),
+            Reply.calls(ToolCall("fetch", fetch, id="call_2")),
+            Reply.say("I may only greet."),
+        )
+
+        _, _, done = await _run(
+            client, platform, account, _after_start(agent), [{"question": f"GET {url}/secret"}]
+        )
+
+    assert done["status"] == "SUCCEEDED", done
+    [answer] = output(done, "Agent")
+    tools = [s for s in answer["steps"] if s["type"] == "tool"]
+    assert [(s["name"], s["outcome"]) for s in tools] == [
+        ("httpRequest", "refused"),
+        ("fetch", "refused"),
+    ]
+    assert tools[0]["error"] == "tool 'httpRequest' is not available; the tools you may call: greet"
+    assert hits == []
+
+
 # ---- Text Classifier ----------------------------------------------------------------------
 
 
@@ -730,6 +853,10 @@ async def test_the_agent_does_not_follow_a_redirect_from_the_model(llm):
         assert internal.sent == []
 
 
+def _node_tools(**changes: Any) -> dict[str, Any]:
+    return {"model": MODEL, "tools": {"values": [_greet_tool(typeVersion=None, **changes)]}}
+
+
 @pytest.mark.parametrize(
     ("node_type", "parameters", "problem"),
     [
@@ -761,8 +888,27 @@ async def test_the_agent_does_not_follow_a_redirect_from_the_model(llm):
             "a category named 'other' would share the fallback's output",
         ),
         (LlmChat, {"model": MODEL, "jsonSchema": {"type": "string"}}, "JSON Schema of an object"),
+        (AiAgent, _node_tools(nodeType="manualTrigger"), "a trigger starts workflows"),
+        (AiAgent, _node_tools(nodeType="wait"), "'wait' cannot be a tool: it pauses"),
+        (AiAgent, _node_tools(nodeType="executeWorkflow"), "a tool of type workflow"),
+        (AiAgent, _node_tools(nodeType="aiAgent"), "an agent cannot be another agent's tool"),
+        (AiAgent, _node_tools(nodeType="merge"), "it takes more than one input"),
+        (AiAgent, _node_tools(nodeType="crmLookup"), "unknown node type 'crmLookup'"),
+        (AiAgent, _node_tools(parameters={"mode": "sql"}), "Input should be 'manual' or 'raw'"),
     ],
-    ids=["duplicate-tools", "http-host-placeholder", "other-category", "non-object-schema"],
+    ids=[
+        "duplicate-tools",
+        "http-host-placeholder",
+        "other-category",
+        "non-object-schema",
+        "node-tool-trigger",
+        "node-tool-wait",
+        "node-tool-sub-workflow",
+        "node-tool-agent",
+        "node-tool-two-inputs",
+        "node-tool-unknown-type",
+        "node-tool-bad-parameters",
+    ],
 )
 def test_parameters_that_cannot_work_are_refused(node_type, parameters, problem):
     with pytest.raises(ValidationError) as refused:
