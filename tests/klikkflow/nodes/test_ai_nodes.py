@@ -19,7 +19,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from klikkflow.ai.embeddings import LOCAL_DIMENSIONS, LOCAL_MODEL_ID
@@ -30,10 +30,11 @@ from klikkflow.nodes.ai import AiAgent, LlmChat, TextClassifier
 from klikkflow.nodes.base import NodeError, NodeType
 from klikkflow.nodes.http import DENY_PRIVATE, SsrfPolicy
 from tests.factories.credentials import create_credential
+from tests.factories.documents import pdf
 from tests.factories.executions import output, start_run, wait_for_status
 from tests.factories.graphql import data, gql
 from tests.factories.identity import Account, sign_up
-from tests.factories.knowledge import added, create_knowledge_base
+from tests.factories.knowledge import added, create_knowledge_base, hits
 from tests.factories.llm import LlmStandIn, Reply, ToolCall, llm_stand_in
 from tests.factories.servers import serve
 from tests.factories.workflows import CREATE_WORKFLOW, create_workflow, link, node
@@ -753,6 +754,62 @@ async def test_workflows_fill_a_knowledge_base_and_search_it(platform, client, a
     _, _, done = await _run(client, platform, stranger, _after_start(search), asked)
     assert done["status"] == "FAILED"
     assert f"knowledge base {handbook} not found" in done["error"]["message"]
+
+
+PAGE = (
+    "<html><head><title>Expenses</title><script>var tracking = 1;</script></head><body>"
+    "<h1>Expenses</h1><p>Receipts above 500 kroner need a manager's signature.</p>"
+    "</body></html>"
+)
+
+
+async def test_vector_store_insert_ingests_files_an_earlier_node_fetched(platform, client, account):
+    files = {
+        "/files/travel.pdf": (
+            pdf([["Travel policy", "", "Trains are booked in second class."]]),
+            "application/pdf",
+        ),
+        "/files/expenses.html": (PAGE.encode(), "text/html; charset=utf-8"),
+        "/files/fake.pdf": (b"<html>not a pdf</html>", "application/pdf"),
+    }
+
+    async def serve_file(request: Request) -> Response:
+        content, kind = files[request.url.path]
+        return Response(content, media_type=kind)
+
+    handbook = await create_knowledge_base(client, platform.router_url, account, "Policies")
+    fetch = node(
+        "Fetch",
+        "httpRequest",
+        typeVersion=4.2,
+        parameters={
+            "url": "={{ $json.url }}",
+            "options": {"response": {"response": {"responseFormat": "file"}}},
+        },
+    )
+    insert = node(
+        "Insert",
+        "vectorStoreInsert",
+        parameters={"knowledgeBaseId": handbook, "source": "binary"},
+        onError="continue",
+    )
+    async with serve(Starlette(routes=[Route("/files/{name}", serve_file)])) as url:
+        wanted = [{"url": url + path} for path in files]
+        _, _, done = await _run(client, platform, account, _after_start(fetch, insert), wanted)
+
+    assert done["status"] == "SUCCEEDED", done
+    travel, expenses, fake = output(done, "Insert")
+    assert (travel["name"], travel["chunks"]) == ("travel.pdf", 1)
+    assert (expenses["name"], expenses["chunks"]) == ("expenses.html", 1)
+    assert "not a PDF" in fake["error"]
+    [found] = await hits(client, platform.router_url, account.token, handbook, "train class", k=1)
+    assert found["document"] == {"id": travel["documentId"], "name": "travel.pdf"}
+    assert "second class" in found["text"]
+    assert found["page"] == 1
+    [found] = await hits(client, platform.router_url, account.token, handbook, "receipts", k=1)
+    assert found["document"]["name"] == "expenses.html"
+    assert "manager's signature" in found["text"]
+    assert "tracking" not in found["text"]
 
 
 # ---- in this process: tools over HTTP, the SSRF guard, parameters -------------------------
