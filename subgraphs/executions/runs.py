@@ -358,6 +358,7 @@ def _status(execution: ExecutionDocument) -> tuple[ObjectId | None, dict[str, An
         "started_at": execution.started_at,
         "finished_at": execution.finished_at,
         "error": execution.error,
+        "resume_payload": None,  # consumed by the run that changed the status
     }
     return execution.id, fields
 
@@ -525,9 +526,8 @@ class RunService:
         if runner.state.status == ExecutionStatus.WAITING and parked is not None:
             payload = execution.resume_payload
             if payload is not None and parked.resumable:  # its resume URL was called
-                await ExecutionDocument.get_pymongo_collection().update_one(
-                    {"_id": execution.id}, {"$set": {"resume_payload": None}}
-                )
+                # The payload goes with the move to running (see _status): until then a
+                # second call finds it claimed, and a crash before it leaves it to retry.
                 return await runner.resume(payload)
             if parked.until is not None and parked.until <= now():
                 return await runner.resume()  # its time is up: go on with its input items

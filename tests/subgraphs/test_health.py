@@ -13,7 +13,7 @@ EXPECTED_STORES = {
     "identity": {"mongo", "redis"},
     "workflows": {"mongo"},
     "executions": {"mongo", "redis"},
-    "ai": {"postgres"},
+    "ai": {"postgres", "mongo"},  # credentials and workflows, for generateWorkflow
 }
 
 
@@ -42,9 +42,13 @@ async def test_health_of_every_subgraph_through_the_router(platform, client):
         assert {s["name"] for s in health["stores"]} == EXPECTED_STORES[name]
 
 
-def test_readyz_names_the_store_that_does_not_answer():
+def test_readyz_names_the_store_that_does_not_answer(platform):
     dead = f"postgresql+asyncpg://klikkflow@127.0.0.1:{free_port()}/klikkflow"
-    app = create_ai_app(SubgraphSettings(database_url=dead))
+    app = create_ai_app(
+        SubgraphSettings(
+            database_url=dead, mongo_uri=platform.mongo_uri, mongo_db=platform.settings.mongo_db
+        )
+    )
     with TestClient(app) as http:
         assert http.get("/healthz").status_code == 200
         ready = http.get("/readyz")

@@ -13,7 +13,7 @@ EXPECTED_STORES = {
     "identity": {"mongo", "redis"},
     "workflows": {"mongo"},
     "executions": {"mongo", "redis"},
-    "ai": {"postgres"},
+    "ai": {"postgres", "mongo"},
 }
 
 # One HTMX refresh every 5 s: wait a little longer than one period.

@@ -229,4 +229,10 @@ def test_nodes_list_shows_every_type_and_version():
         "code",
         "respondToWebhook",
         "executeWorkflow",
+        "llmChat",
+        "aiAgent",
+        "textClassifier",
+        "embedText",
+        "vectorStoreInsert",
+        "vectorStoreSearch",
     }

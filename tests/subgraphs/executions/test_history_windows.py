@@ -36,8 +36,8 @@ async def _walk(viewer: Viewer, filter: ExecutionFilter, size: int) -> list[Pyda
 
 async def test_pages_match_a_plain_scan_for_every_filter(platform):
     mongo = await init_mongo(platform.mongo_uri, platform.settings.mongo_db, DOCUMENTS)
+    org, other = PydanticObjectId(), PydanticObjectId()
     try:
-        org, other = PydanticObjectId(), PydanticObjectId()
         workflows = [PydanticObjectId(), PydanticObjectId()]
         rng = random.Random(5)
         now = datetime.now(UTC)
@@ -82,5 +82,6 @@ async def test_pages_match_a_plain_scan_for_every_filter(platform):
             assert expected, filter
             for size in (1, 7, 100):
                 assert await _walk(viewer, filter, size) == expected, (filter, size)
-    finally:
+    finally:  # old finished executions would be the next retention sweep's to delete
+        await ExecutionDocument.find({"organization_id": {"$in": [org, other]}}).delete()
         await mongo.close()
