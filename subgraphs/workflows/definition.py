@@ -90,4 +90,27 @@ def check(raw: Any, name: str, registry: NodeRegistry | None = None) -> Workflow
 
 
 def credential_ids(workflow: Workflow) -> list[str]:
-    return sorted({ref.id for node in workflow.nodes for ref in node.credentials.values()})
+    """The credentials a workflow uses: its nodes' own, and those named inside their
+    parameters (`credentials: {type: {id, name}}`, as an AI Agent's node tools carry)."""
+    found = {ref.id for node in workflow.nodes for ref in node.credentials.values()}
+    for node in workflow.nodes:
+        found.update(_nested_credential_ids(node.parameters))
+    return sorted(found)
+
+
+def _nested_credential_ids(value: Any) -> set[str]:
+    if isinstance(value, list):
+        return {i for item in value for i in _nested_credential_ids(item)}
+    if not isinstance(value, dict):
+        return set()
+    found: set[str] = set()
+    for key, inner in value.items():
+        if key == "credentials" and isinstance(inner, dict):
+            found.update(
+                ref["id"]
+                for ref in inner.values()
+                if isinstance(ref, dict) and isinstance(ref.get("id"), str)
+            )
+        else:
+            found.update(_nested_credential_ids(inner))
+    return found
