@@ -278,6 +278,7 @@ async def main(args: argparse.Namespace) -> None:
                 began = time.perf_counter()
                 await _fill(platform.mongo_uri, settings.mongo_db, org, workflows, args.executions)
                 print(f"  stored in {time.perf_counter() - began:.0f} s")  # noqa: T201
+                _, token, _ = await _account(http, router)  # a fresh token after a long fill
                 rows = await _measure(http, router, token, workflows, args.repeat)
             print(
                 f"\n{args.executions:,} executions in one organization, {WORKFLOWS} workflows,"  # noqa: T201
