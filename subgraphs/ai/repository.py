@@ -287,7 +287,10 @@ class KnowledgeBaseRepository:
         candidates = min(max(4 * k, 40), 400)
         # Filtered scans go on through the HNSW graph until enough rows pass (pgvector 0.8).
         await session.execute(text("SET LOCAL hnsw.iterative_scan = relaxed_order"))
-        await session.execute(text(f"SET LOCAL hnsw.ef_search = {int(candidates)}"))
+        # A wider beam than the candidates asked for: +0.012 recall@10 for ~0.5 ms at 100k
+        # chunks (bench/vector.py).
+        ef_search = max(int(candidates), 100)
+        await session.execute(text(f"SET LOCAL hnsw.ef_search = {ef_search}"))
         sql, params = search_sql(kb, filter)
         rows = await session.execute(
             text(sql).bindparams(*params),
@@ -367,7 +370,7 @@ txt AS (
     SELECT c.id, ts_rank_cd(c.tsv, q.tsq, 32) AS score FROM chunks c, q
     WHERE c.organization_id = :org AND c.knowledge_base_id = :kb
       AND c.tsv @@ q.tsq{document_filter}
-    ORDER BY score DESC LIMIT :candidates
+    ORDER BY score DESC, c.id LIMIT :candidates
   ) t
 ),
 fused AS (
