@@ -22,7 +22,6 @@ tool that was not granted (the prompt-injection case) without running anything.
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
@@ -64,7 +63,7 @@ from pydantic_ai.settings import ModelSettings
 from pydantic_ai.tools import ToolDefinition
 
 from klikkflow.ai import json_schema
-from klikkflow.nodes.http import DENY_PRIVATE, SsrfPolicy, SsrfRefused, resolve_checked
+from klikkflow.nodes.http import DENY_PRIVATE, SsrfPolicy, SsrfRefused, pin, resolve_checked
 
 ProviderKind = Literal["openai", "anthropic"]
 DEFAULT_BASE_URLS: dict[ProviderKind, str] = {
@@ -459,12 +458,10 @@ class PinnedTransport(httpx2.AsyncBaseTransport):
         inner = self._inner.get((host, address))
         if inner is None:
             inner = self._inner[(host, address)] = httpx2.AsyncHTTPTransport()
-        extensions = dict(request.extensions)
-        if url.scheme == "https" and not _is_ip(host):
-            extensions["sni_hostname"] = host
+        pinned_url, extensions = pin(url, address, request.extensions)
         pinned = httpx2.Request(
             request.method,
-            url.copy_with(host=address),
+            pinned_url,
             headers=request.headers,
             stream=request.stream,
             extensions=extensions,
@@ -475,14 +472,6 @@ class PinnedTransport(httpx2.AsyncBaseTransport):
         for inner in self._inner.values():
             await inner.aclose()
         self._inner.clear()
-
-
-def _is_ip(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
 
 
 @asynccontextmanager

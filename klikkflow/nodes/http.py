@@ -117,12 +117,10 @@ class PinnedTransport(httpx.AsyncBaseTransport):
         inner = self._inner.get((host, address))
         if inner is None:
             inner = self._inner[(host, address)] = httpx.AsyncHTTPTransport(verify=self.verify)
-        extensions = dict(request.extensions)
-        if url.scheme == "https" and not _is_ip(host):
-            extensions["sni_hostname"] = host
+        pinned_url, extensions = pin(url, address, request.extensions)
         pinned = httpx.Request(
             request.method,
-            url.copy_with(host=address),
+            pinned_url,
             headers=request.headers,
             stream=request.stream,
             extensions=extensions,
@@ -133,6 +131,15 @@ class PinnedTransport(httpx.AsyncBaseTransport):
         for inner in self._inner.values():
             await inner.aclose()
         self._inner.clear()
+
+
+def pin(url: Any, address: str, extensions: Mapping[str, Any]) -> tuple[Any, dict[str, Any]]:
+    """The URL and request extensions that send a request for `url` (an httpx or httpx2
+    URL) to the checked `address`, its Host header and TLS name (SNI) still the name."""
+    pinned = dict(extensions)
+    if url.scheme == "https" and not _is_ip(url.host):
+        pinned["sni_hostname"] = url.host
+    return url.copy_with(host=address), pinned
 
 
 def _is_ip(host: str) -> bool:
