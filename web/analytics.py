@@ -353,8 +353,32 @@ def workflows_by_day_chart(days: Sequence[date], rows: Sequence[Mapping[str, Any
 # -- the breakdown table --------------------------------------------------------------
 
 
+class _StatsText:
+    """An ExecutionStats' failure rate and durations as the page shows them."""
+
+    @property
+    def figures(self) -> JSON:
+        raise NotImplementedError
+
+    @property
+    def failure_rate(self) -> str:
+        return rate_text(self.figures.get("failureRate"))
+
+    @property
+    def avg_duration(self) -> str:
+        return duration_text(self.figures.get("avgDurationMs"))
+
+    @property
+    def p95_duration(self) -> str:
+        return duration_text(self.figures.get("p95DurationMs"))
+
+    @property
+    def max_duration(self) -> str:
+        return duration_text(self.figures.get("maxDurationMs"))
+
+
 @dataclass(frozen=True)
-class BreakdownRow:
+class BreakdownRow(_StatsText):
     label: str
     stats: JSON
     bar: Markup
@@ -364,20 +388,8 @@ class BreakdownRow:
     mode: str | None = None
 
     @property
-    def failure_rate(self) -> str:
-        return rate_text(self.stats.get("failureRate"))
-
-    @property
-    def avg_duration(self) -> str:
-        return duration_text(self.stats.get("avgDurationMs"))
-
-    @property
-    def p95_duration(self) -> str:
-        return duration_text(self.stats.get("p95DurationMs"))
-
-    @property
-    def max_duration(self) -> str:
-        return duration_text(self.stats.get("maxDurationMs"))
+    def figures(self) -> JSON:
+        return self.stats
 
 
 def _row_label(row: Mapping[str, Any], group_by: str) -> str:
@@ -437,7 +449,7 @@ def breakdown_rows(
 
 
 @dataclass
-class Results:
+class Results(_StatsText):
     """What the results partial shows."""
 
     filters: Filters
@@ -452,20 +464,8 @@ class Results:
     models: list[JSON] = field(default_factory=list)
 
     @property
-    def failure_rate(self) -> str:
-        return rate_text(self.totals.get("failureRate"))
-
-    @property
-    def avg_duration(self) -> str:
-        return duration_text(self.totals.get("avgDurationMs"))
-
-    @property
-    def p95_duration(self) -> str:
-        return duration_text(self.totals.get("p95DurationMs"))
-
-    @property
-    def max_duration(self) -> str:
-        return duration_text(self.totals.get("maxDurationMs"))
+    def figures(self) -> JSON:
+        return self.totals
 
 
 FIELD_LABELS = {"from": "From", "to": "To", "workflowId": "Workflow", "groupBy": "Grouping"}
