@@ -67,7 +67,7 @@ class ExecutionRepository:
         while len(found) < limit:
             top = upper.generation_time if upper is not None else datetime.now(UTC)
             lower: ObjectId | None = ObjectId.from_datetime(top - width)
-            if width > WINDOW_LAST or (floor is not None and lower is not None and lower <= floor):
+            if width > WINDOW_LAST or (floor is not None and lower <= floor):
                 lower = floor  # the last window: everything left
             ids: dict[str, ObjectId] = {}
             if lower is not None:
