@@ -311,14 +311,15 @@ class _Log:
             batch, self.pending = self.pending, []
             announce = self.status_changed
             self.status_changed = False
-            if batch or announce:
-                page = log_page(self.execution, [entry for entry, _ in batch]) if batch else None
-                changed = _status(self.execution) if announce else (None, None)
-                await writes.checkpoint(writes.Checkpoint(page, *changed))
-            if batch or announce:
-                await execution_service.publish_many(
-                    self.redis, self.execution, batch, announce=announce
-                )
+            if not batch and not announce:
+                return
+            page = log_page(self.execution, [entry for entry, _ in batch]) if batch else None
+            changed = _status(self.execution) if announce else (None, None)
+            # The log first: whoever sees the new status or the events finds them stored.
+            await writes.checkpoint(writes.Checkpoint(page, *changed))
+            await execution_service.publish_many(
+                self.redis, self.execution, batch, announce=announce
+            )
 
 
 async def _result(child: ExecutionDocument, workflow_id: str) -> list[Item]:
