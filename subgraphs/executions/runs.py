@@ -16,7 +16,6 @@ import asyncio
 import logging
 import os
 import socket
-import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ from datetime import datetime
 from typing import Any
 
 from arq.connections import ArqRedis
+from async_lru import alru_cache
 from beanie import PydanticObjectId
 from bson import ObjectId
 from pydantic import BaseModel, Field, TypeAdapter
@@ -372,11 +372,25 @@ async def _engine_events(execution: ExecutionDocument) -> tuple[list[Event], int
     return events, logged[-1]["seq"] if logged else 0
 
 
+@alru_cache(maxsize=GRAPH_CACHE)
+async def _compile(organization_id: str, workflow_id: str, version: int | None) -> Graph:
+    """A workflow version, compiled; versions never change, so compiled graphs are kept
+    (the newest GRAPH_CACHE of them) and reused by every run of a version."""
+    system = Viewer(user_id="", organization_id=organization_id, role="viewer")
+    workflow = await workflow_service.for_run(system, workflow_id, version)
+    return compile_workflow(workflow, default_registry())
+
+
+@alru_cache(maxsize=10_000, ttl=VARIABLES_TTL)
+async def _variables(organization_id: str) -> dict[str, str]:
+    """`$vars` of an organization, read at most every VARIABLES_TTL seconds: one read
+    for all the executions that start meanwhile."""
+    return await variable_service.values_for_run(organization_id)
+
+
 class RunService:
     def __init__(self) -> None:
         self.settings = RunSettings()
-        self._graphs: dict[tuple[str, int | None], Graph] = {}
-        self._vars: dict[str, tuple[float, dict[str, str]]] = {}
 
     def configure(self, settings: RunSettings) -> None:
         self.settings = settings
@@ -548,7 +562,7 @@ class RunService:
             graph,
             sub_workflows=self._sub_workflows(sink.redis, queue, execution),
             execution_id=str(execution.id),
-            variables=await self._variables(org),
+            variables=await _variables(org),
             mode=execution.mode,
             on_event=sink,
             credentials_loader=credential,
@@ -655,34 +669,10 @@ class RunService:
         )
 
     async def _graph(self, execution: ExecutionDocument) -> Graph:
-        """The compiled workflow version; versions never change, so compiled graphs are
-        kept (the newest GRAPH_CACHE of them) and reused by every run of a version."""
-        key = (str(execution.workflow_id), execution.workflow_version)
-        graph = self._graphs.pop(key, None) if key[1] is not None else None
-        if graph is None:
-            system = Viewer(
-                user_id="", organization_id=str(execution.organization_id), role="viewer"
-            )
-            workflow = await workflow_service.for_run(
-                system, str(execution.workflow_id), execution.workflow_version
-            )
-            graph = compile_workflow(workflow, default_registry())
-        if key[1] is not None:
-            self._graphs[key] = graph
-            while len(self._graphs) > GRAPH_CACHE:
-                self._graphs.pop(next(iter(self._graphs)))
-        return graph
-
-    async def _variables(self, organization_id: str) -> dict[str, str]:
-        """`$vars` of an organization, read at most every VARIABLES_TTL seconds."""
-        cached = self._vars.get(organization_id)
-        if cached is not None and time.monotonic() - cached[0] < VARIABLES_TTL:
-            return cached[1]
-        values = await variable_service.values_for_run(organization_id)
-        if len(self._vars) > 10_000:
-            self._vars.clear()
-        self._vars[organization_id] = (time.monotonic(), values)
-        return values
+        org, workflow_id = str(execution.organization_id), str(execution.workflow_id)
+        if execution.workflow_version is None:  # its draft: read it afresh
+            return await _compile.__wrapped__(org, workflow_id, None)
+        return await _compile(org, workflow_id, execution.workflow_version)
 
     async def _fail(
         self, redis: Redis, execution: ExecutionDocument, sink: _Log, reason: str

@@ -17,11 +17,11 @@ import hmac
 import json
 import logging
 import secrets
-import time
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
 
+from async_lru import alru_cache
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -67,23 +67,14 @@ def _refuse(status: int, message: str, **extra: Any) -> JSONResponse:
     return JSONResponse({"message": message, **extra}, status_code=status)
 
 
-_targets: dict[tuple[str, str | None, str, str], tuple[float, Target]] = {}
-
-
+@alru_cache(maxsize=10_000, ttl=TARGET_TTL_SECONDS)
 async def _cached_target(
     organization_id: str, workflow_id: str | None, path: str, method: str
 ) -> Target:
     """`_target`, remembered for TARGET_TTL_SECONDS: a webhook under load costs no
-    lookups, and activation changes reach the ingress within that time."""
-    key = (organization_id, workflow_id, path, method)
-    cached = _targets.get(key)
-    if cached is not None and time.monotonic() - cached[0] < TARGET_TTL_SECONDS:
-        return cached[1]
-    found = await _target(organization_id, workflow_id, path, method)
-    if len(_targets) > 10_000:
-        _targets.clear()
-    _targets[key] = (time.monotonic(), found)
-    return found
+    lookups (requests that arrive while it is looked up wait for that one lookup), and
+    activation changes reach the ingress within that time."""
+    return await _target(organization_id, workflow_id, path, method)
 
 
 async def _target(organization_id: str, workflow_id: str | None, path: str, method: str) -> Target:
