@@ -3,9 +3,11 @@ the state from the event log, drive the engine, and append every engine event to
 log (MongoDB) and its live stream (Redis) as it happens.
 
 Delivery: the log is the checkpoint. A worker holds a lease on each execution it runs
-(a Redis key it renews every few seconds). A worker that dies stops renewing; within
-LEASE_SECONDS the recovery sweep (every worker runs it, one at a time) sees a running
-execution without a lease and enqueues it again. The next run replays the log, gives
+(a Redis key it renews every few seconds, listed with its expiry in one sorted set of
+leased executions). A worker that dies stops renewing; within LEASE_SECONDS the
+recovery sweep (every worker runs it, one at a time) sees an execution whose lease
+lapsed (in that set, or running in MongoDB without a lease, when Redis lost its keys)
+and enqueues it again. The next run replays the log, gives
 every node that had started but not finished a `node.interrupted` event and runs it
 again with the same inputs: nodes run at least once, a node that finished never runs
 again, and two workers never drive one execution at the same time."""
@@ -70,11 +72,42 @@ LEASE_SECONDS = 10
 RENEW_SECONDS = 2
 SWEEP_LOCK = "klikkflow:executions:sweep"
 SWEEP_BATCH = 500
-# Renew or release a lease only while it is still ours.
-_IF_OURS = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call({}) end return 0"
-_RENEW = _IF_OURS.format("'PEXPIRE', KEYS[1], ARGV[2]")
-_RELEASE = _IF_OURS.format("'DEL', KEYS[1]")
-
+# Set once by the first sweep of a Redis: when it is gone, Redis lost what it held.
+REDIS_EPOCH = "klikkflow:executions:epoch"
+LEASED = "klikkflow:executions:leased"  # execution id -> when its lease lapses (ms)
+# KEYS: lease, cancel flag, LEASED; ARGV: owner, life (ms), execution id. The lease
+# (taken: 1, else 0) and the execution's cancel flag, in one round trip.
+_ACQUIRE = """
+if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  return {0, redis.call('GET', KEYS[2])}
+end
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+redis.call('ZADD', KEYS[3], now + tonumber(ARGV[2]), ARGV[3])
+return {1, redis.call('GET', KEYS[2])}
+"""
+# Renew or release a lease only while it is still ours. KEYS: lease, LEASED; ARGV:
+# owner, life (ms), execution id.
+_RENEW = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+redis.call('ZADD', KEYS[2], now + tonumber(ARGV[2]), ARGV[3])
+return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+"""
+_RELEASE = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('ZREM', KEYS[2], ARGV[2])
+return redis.call('DEL', KEYS[1])
+"""
+# Executions whose lease lapsed without a release (their worker died), taken off LEASED.
+_LAPSED = """
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[1]))
+if #due > 0 then redis.call('ZREM', KEYS[1], unpack(due)) end
+return due
+"""
 
 CANCEL_POLL_SECONDS = 0.25
 CANCEL_FLAG_SECONDS = 86_400
@@ -164,15 +197,15 @@ class Lease:
         self.cancelled_by: str | None = None  # the execution's cancel flag when acquired
         self.on_lost: Callable[[], object] | None = None
         self._keeper: asyncio.Task[None] | None = None
+        self._acquire = redis.register_script(_ACQUIRE)
         self._renew = redis.register_script(_RENEW)
         self._release = redis.register_script(_RELEASE)
         self._take_slot = redis.register_script(_TAKE_SLOT)
 
     async def acquire(self) -> bool:
-        async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.set(self.key, self.owner, nx=True, ex=LEASE_SECONDS)
-            pipe.get(cancel_key(self.execution_id))
-            taken, self.cancelled_by = await pipe.execute()
+        keys = [self.key, cancel_key(self.execution_id), LEASED]
+        args: list[str | int] = [self.owner, LEASE_SECONDS * 1000, self.execution_id]
+        taken, self.cancelled_by = await self._acquire(keys=keys, args=args)
         if taken:
             self._keeper = asyncio.create_task(self._keep())
         return bool(taken)
@@ -191,7 +224,9 @@ class Lease:
     async def _keep(self) -> None:
         while True:
             await asyncio.sleep(RENEW_SECONDS)
-            renewed = await self._renew(keys=[self.key], args=[self.owner, LEASE_SECONDS * 1000])
+            renewed = await self._renew(
+                keys=[self.key, LEASED], args=[self.owner, LEASE_SECONDS * 1000, self.execution_id]
+            )
             if not renewed:  # another worker may drive the execution now: stop at once
                 self.lost = True
                 if self.on_lost is not None:
@@ -205,7 +240,7 @@ class Lease:
             self._keeper.cancel()
         if self.slots is not None:
             await self.redis.zrem(self.slots[0], self.execution_id)
-        await self._release(keys=[self.key], args=[self.owner])
+        await self._release(keys=[self.key, LEASED], args=[self.owner, self.execution_id])
 
 
 EVENTS: TypeAdapter[Event] = TypeAdapter(Event)
@@ -214,6 +249,10 @@ ENGINE = "engine"  # marks log entries that are engine events (replayed on recov
 
 class _IdOnly(BaseModel):
     id: PydanticObjectId = Field(alias="_id")
+
+
+class _Pending(_IdOnly):
+    status: Status
 
 
 @dataclass(frozen=True)
@@ -232,16 +271,16 @@ class RunSettings:
 
 class _Log:
     """Appends engine events to the execution's log and stream, in order. Events are
-    written in groups, at checkpoints: when the execution starts or stops (finished,
-    parked, waiting), when a node with effects (not `pure`) finishes, and at most
-    FLUSH_SECONDS after the first unwritten event. A finished node with effects is thus
-    in the log before anything after it runs and never runs twice; a crash may only make
-    pure nodes compute again. A fast execution of pure nodes costs a few writes."""
+    written in groups, at checkpoints: when the execution resumes or stops (finished,
+    parked), when a node with effects (not `pure`) finishes, and at most FLUSH_SECONDS
+    after the first unwritten event. A finished node with effects is thus in the log
+    before anything after it runs and never runs twice; a crash may only make pure nodes
+    compute again. An execution that ends within FLUSH_SECONDS of its start is written
+    once; one that runs longer shows as running within FLUSH_SECONDS (its lease, in
+    LEASED, is what recovery goes by until then)."""
 
     FLUSH_SECONDS = 0.1
-    CHECKPOINTS = frozenset(
-        {"execution.started", "execution.resumed", "execution.finished", "execution.parked"}
-    )
+    CHECKPOINTS = frozenset({"execution.resumed", "execution.finished", "execution.parked"})
     NODE_CHECKPOINTS = frozenset({"node.succeeded", "node.failed", "node.waiting"})
 
     def __init__(self, redis: Redis, execution: ExecutionDocument, seq: int) -> None:
@@ -251,7 +290,7 @@ class _Log:
         self.node_types: dict[str, str] = {}
         self.node_started: dict[tuple[str, int], datetime] = {}
         self.pending: list[tuple[dict[str, Any], str | None]] = []
-        self.status_changed = False
+        self.moved: list[Status] = []  # the statuses it entered since the last write
         self._timer: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
 
@@ -259,7 +298,7 @@ class _Log:
         status = _status_after(self.execution.status, event)
         if status != self.execution.status:
             _move(self.execution, status, event)
-            self.status_changed = True
+            self.moved.append(status)
         self.seq += 1
         entry = {
             "seq": self.seq,
@@ -309,17 +348,14 @@ class _Log:
             return
         async with self._lock:
             batch, self.pending = self.pending, []
-            announce = self.status_changed
-            self.status_changed = False
-            if not batch and not announce:
+            moved, self.moved = self.moved, []
+            if not batch and not moved:
                 return
             page = log_page(self.execution, [entry for entry, _ in batch]) if batch else None
-            changed = _status(self.execution) if announce else (None, None)
+            changed = _status(self.execution) if moved else (None, None)
             # The log first: whoever sees the new status or the events finds them stored.
             await writes.checkpoint(writes.Checkpoint(page, *changed))
-            await execution_service.publish_many(
-                self.redis, self.execution, batch, announce=announce
-            )
+            await execution_service.publish_many(self.redis, self.execution, batch, announce=moved)
 
 
 async def _result(child: ExecutionDocument, workflow_id: str) -> list[Item]:
@@ -438,16 +474,22 @@ class RunService:
             await lease.release()
 
     async def sweep(self, redis: Redis, queue: ArqRedis) -> list[str]:
-        """Enqueue again every running execution whose worker died (no lease)."""
+        """Enqueue again every execution whose worker died: its lease lapsed unreleased,
+        or it is running in MongoDB without a lease (Redis lost the lease and the list).
+        When Redis lost everything (restarted without its data), also every queued or
+        waiting execution: their jobs went with it."""
         if not await redis.set(SWEEP_LOCK, "1", nx=True, ex=RENEW_SECONDS):
             return []  # another worker sweeps now
+        if await redis.set(REDIS_EPOCH, uuid.uuid4().hex, nx=True):
+            await self._requeue(queue)
+        lapsed = await redis.register_script(_LAPSED)(keys=[LEASED], args=[SWEEP_BATCH])
         running = (
             await ExecutionDocument.find({"status": Status.RUNNING.value}, projection_model=_IdOnly)
             .limit(SWEEP_BATCH)
             .to_list()
         )
         orphans = []
-        for execution_id in (str(r.id) for r in running):
+        for execution_id in dict.fromkeys([*lapsed, *(str(r.id) for r in running)]):
             if await redis.exists(lease_key(execution_id)):
                 continue  # a live worker drives it
             marker = f"klikkflow:execution:{execution_id}:recovering"
@@ -458,6 +500,25 @@ class RunService:
         if orphans:
             log.warning("recovering executions whose worker died: %s", ", ".join(orphans))
         return orphans
+
+    async def _requeue(self, queue: ArqRedis) -> None:
+        """A job for every queued execution (arq keeps one job per id: one that is still
+        queued is not doubled) and every waiting one (its run sets its wake again)."""
+        pending = ExecutionDocument.find(
+            {"status": {"$in": [Status.QUEUED.value, Status.WAITING.value]}},
+            projection_model=_Pending,
+        )
+        count = 0
+        async for found in pending:
+            execution_id = str(found.id)
+            if found.status == Status.QUEUED:
+                job_id = execution_id
+            else:
+                job_id = f"{execution_id}:requeue:{uuid.uuid4().hex[:8]}"
+            await queue.enqueue_job(RUN_EXECUTION, execution_id, _job_id=job_id)
+            count += 1
+        if count:
+            log.warning("Redis lost its jobs: enqueued %d queued or waiting executions", count)
 
     async def _execute(
         self, redis: Redis, queue: ArqRedis, execution_id: str, lease: Lease
@@ -480,7 +541,7 @@ class RunService:
         sink.lease = lease
         if events and execution.status == Status.QUEUED:  # a retry: it goes on running
             _move(execution, Status.RUNNING, events[0])
-            sink.status_changed = True
+            sink.moved.append(Status.RUNNING)
         try:
             return await self._run_logged(redis, queue, execution, events, sink)
         finally:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -345,18 +345,18 @@ class ExecutionService:
             "at": execution.created_at,
             "data": {},
         }
-        await self.publish_many(redis, execution, [(entry, None)], announce=True)
+        await self.publish_many(redis, execution, [(entry, None)], announce=[execution.status])
 
     async def publish_many(
         self,
         redis: Redis,
         execution: ExecutionDocument,
         logged: list[tuple[dict[str, Any], str | None]],
-        announce: bool = False,
+        announce: Sequence[ExecutionStatus] = (),
     ) -> None:
         """Put an execution's logged events (log entries, with their node) on its live
-        stream and, when `announce`, its new status on its organization's changes stream:
-        one round trip."""
+        stream and the statuses it entered (`announce`, in order) on its organization's
+        changes stream: one round trip."""
         key = stream_key(str(execution.id))
         async with redis.pipeline(transaction=False) as pipe:
             for entry, node in logged:
@@ -376,11 +376,11 @@ class ExecutionService:
                 pipe.xadd(key, fields, maxlen=STREAM_MAXLEN, approximate=True)
                 if entry["status"] in FINAL_VALUES:  # the log in MongoDB outlives it
                     pipe.expire(key, STREAM_TTL_SECONDS)
-            if announce:
+            for status in announce:
                 change: dict[FieldT, EncodableT] = {
                     "execution": str(execution.id),
                     "workflow": str(execution.workflow_id),
-                    "status": execution.status.value,
+                    "status": status.value,
                     "at": now().isoformat(),
                 }
                 changes = changes_key(str(execution.organization_id))

@@ -9,17 +9,23 @@ import signal
 from collections.abc import AsyncIterator
 
 import pytest
+from beanie import PydanticObjectId
+from redis.asyncio import Redis
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from tests.factories.executions import EXECUTION, RUN, wait_for_status
+from klikkflow.kit.stores import init_mongo
+from subgraphs.executions.models import DOCUMENTS, ExecutionDocument
+from subgraphs.executions.runs import LEASED, REDIS_EPOCH
+from tests.factories.executions import EXECUTION, RUN, execution, wait_for_status
 from tests.factories.graphql import data, gql
 from tests.factories.identity import sign_up
 from tests.factories.servers import serve
 from tests.factories.workers import paused, platform_workers, start_worker, stop
 from tests.factories.workflows import create_workflow, link, node
+from workers.main import SWEEP_EVERY_SECONDS
 
 
 class SlowApi:
@@ -90,3 +96,45 @@ async def test_a_killed_workers_execution_is_finished_by_another(
     assert api.calls == 2
     [after] = [n for n in done["nodes"] if n["node"] == "After"]
     assert after["outputs"]["main"][0]["json"] == {"answered": 2}
+
+
+async def _queued(platform, account, workflow_id: str) -> str:
+    """An execution saved as queued with no job for it: what a worker that took its job
+    and died before writing anything leaves behind (or a Redis that lost its jobs)."""
+    await init_mongo(platform.mongo_uri, platform.settings.mongo_db, DOCUMENTS)
+    execution = ExecutionDocument(
+        organization_id=PydanticObjectId(account.organization_id),
+        workflow_id=PydanticObjectId(workflow_id),
+        workflow_version=1,
+        items=[{"json": {"n": 1}}],
+    )
+    await execution.insert()
+    return str(execution.id)
+
+
+async def test_a_worker_that_died_before_its_first_write_is_seen_by_its_lapsed_lease(
+    platform, client
+):
+    account = await sign_up(client, platform.router_url, "Early deaths")
+    definition = {
+        "nodes": [node("Start", "manualTrigger"), node("After")],
+        "connections": [link("Start", "After")],
+    }
+    workflow_id = await create_workflow(client, platform.router_url, account, "Early", definition)
+    died = await _queued(platform, account, workflow_id)
+    untouched = await _queued(platform, account, workflow_id)  # no lease ever: no worker had it
+    redis = Redis.from_url(platform.redis_url, decode_responses=True)
+    try:
+        await redis.zadd(LEASED, {died: 0})  # its lease lapsed long ago, never released
+        done = await wait_for_status(client, platform.router_url, account, died, seconds=30)
+        assert done["status"] == "SUCCEEDED"
+        assert await redis.zscore(LEASED, died) is None  # released by the run that finished it
+        await asyncio.sleep(2 * SWEEP_EVERY_SECONDS)  # sweeps pass; nothing leads them to it
+        left = await execution(client, platform.router_url, account, untouched)
+        assert left["status"] == "QUEUED"
+        await redis.delete(REDIS_EPOCH)  # now Redis "lost" its jobs: queued ones run again
+        done = await wait_for_status(client, platform.router_url, account, untouched, seconds=30)
+        assert done["status"] == "SUCCEEDED"
+        assert await redis.get(REDIS_EPOCH) is not None
+    finally:
+        await redis.aclose()
