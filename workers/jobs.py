@@ -12,10 +12,15 @@ from subgraphs.executions.models import TERMINAL
 from subgraphs.executions.runs import runs
 
 
-async def run_execution(ctx: dict[str, Any], execution_id: str) -> str | None:
+async def run_execution(
+    ctx: dict[str, Any], execution_id: str, snapshot: bytes | None = None
+) -> str | None:
+    """`snapshot`: the new execution as saved when its job was enqueued; only the job's
+    first try runs from it (a later try may find the execution moved on)."""
     started = time.perf_counter()
+    first = snapshot if ctx.get("job_try", 1) == 1 else None
     with metrics.BUSY_SLOTS.track_inprogress():
-        status = await runs.execute(ctx["redis"], ctx["queue"], execution_id)
+        status = await runs.execute(ctx["redis"], ctx["queue"], execution_id, first)
     if status in TERMINAL:
         metrics.execution_finished(status.value, time.perf_counter() - started)
     return status.value if status else None

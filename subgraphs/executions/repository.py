@@ -7,15 +7,20 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import bson
 from beanie import PydanticObjectId
 from beanie.odm.utils.dump import get_dict
-from bson import ObjectId
+from bson import CodecOptions, ObjectId
 
 from klikkflow.kit.auth import Viewer
 from klikkflow.kit.stores import object_id
 from subgraphs.executions import writes
 from subgraphs.executions.models import ExecutionDocument, ExecutionLogDocument, ExecutionStatus
 
+_AS_READ: CodecOptions[dict[str, Any]] = CodecOptions(
+    tz_aware=True, tzinfo=UTC
+)  # as our MongoDB clients read
+SNAPSHOT_MAX_BYTES = 64 * 1024  # a new execution its job carries (most webhook calls)
 WINDOW_START = timedelta(minutes=1)  # history pages look this far back first
 WINDOW_LAST = timedelta(days=4 * 365)  # beyond it, one last look at everything older
 
@@ -114,6 +119,15 @@ class ExecutionRepository:
         if execution.id is None:
             execution.id = PydanticObjectId()
         await writes.insert_execution(get_dict(execution, to_db=True))
+
+    def snapshot(self, execution: ExecutionDocument) -> bytes | None:
+        """A new execution as stored (BSON), for its first job to run from instead of
+        reading it back; None when it is large (a job's arguments stay in Redis)."""
+        stored = bson.encode(get_dict(execution, to_db=True))
+        return stored if len(stored) <= SNAPSHOT_MAX_BYTES else None
+
+    def from_snapshot(self, snapshot: bytes) -> ExecutionDocument:
+        return ExecutionDocument.model_validate(bson.decode(snapshot, _AS_READ))
 
     async def by_id_unscoped(self, execution_id: str) -> ExecutionDocument | None:
         """For the worker, which acts for the system and not for a viewer."""

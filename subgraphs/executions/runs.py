@@ -431,7 +431,9 @@ class RunService:
     def configure(self, settings: RunSettings) -> None:
         self.settings = settings
 
-    async def execute(self, redis: Redis, queue: ArqRedis, execution_id: str) -> Status | None:
+    async def execute(
+        self, redis: Redis, queue: ArqRedis, execution_id: str, snapshot: bytes | None = None
+    ) -> Status | None:
         """Run (or go on with) one execution; idempotent: arq may run a job twice, and a
         job for an execution another live worker drives returns at once. The status it
         left the execution in, or None when this job found nothing to do (so a finished
@@ -440,7 +442,7 @@ class RunService:
         if not await lease.acquire():
             log.info("execution %s is driven by another worker", execution_id)
             return None
-        work = asyncio.create_task(self._execute(redis, queue, execution_id, lease))
+        work = asyncio.create_task(self._execute(redis, queue, execution_id, lease, snapshot))
         lease.on_lost = work.cancel
         try:
             return await work
@@ -521,9 +523,17 @@ class RunService:
             log.warning("Redis lost its jobs: enqueued %d queued or waiting executions", count)
 
     async def _execute(
-        self, redis: Redis, queue: ArqRedis, execution_id: str, lease: Lease
+        self,
+        redis: Redis,
+        queue: ArqRedis,
+        execution_id: str,
+        lease: Lease,
+        snapshot: bytes | None,
     ) -> Status | None:
-        execution = await repository.by_id_unscoped(execution_id)
+        if snapshot is not None and lease.cancelled_by is None:
+            execution: ExecutionDocument | None = repository.from_snapshot(snapshot)
+        else:  # a cancel may have ended it already
+            execution = await repository.by_id_unscoped(execution_id)
         if execution is None or execution.status in TERMINAL:
             return None  # gone, or ended by an earlier run of this job: nothing to do
         limit = self.settings.organization_max_running
@@ -678,7 +688,7 @@ class RunService:
                 await execution_service.enqueue(redis, queue, child)
                 return None
             await execution_service.record_queued(redis, child)
-            await self.execute(redis, queue, str(child.id))
+            await self.execute(redis, queue, str(child.id), repository.snapshot(child))
             return await _result(child, workflow_id)
 
         return run_sub

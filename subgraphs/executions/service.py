@@ -218,7 +218,11 @@ class ExecutionService:
         # job is due a while ago, so it goes before the normal jobs queued since.
         due = now() - HIGH_PRIORITY_LEAD if execution.priority == ExecutionPriority.HIGH else None
         await queue.enqueue_job(
-            RUN_EXECUTION, str(execution.id), _job_id=str(execution.id), _defer_until=due
+            RUN_EXECUTION,
+            str(execution.id),
+            repository.snapshot(execution),  # its first run needs not read it back
+            _job_id=str(execution.id),
+            _defer_until=due,
         )
         return execution
 

@@ -314,3 +314,36 @@ async def test_large_node_data_is_shown_in_part_with_its_true_counts(platform, c
     assert run["truncated"] is True
     assert len(run["all"]["main"]) == 150
     assert run["whole"] is False
+
+
+async def test_a_new_execution_rides_with_its_job_unless_it_is_large(platform):
+    """A job carries its new execution as saved (its first try need not read it back),
+    except one with large items: those stay in MongoDB only, not in Redis too."""
+    from beanie import PydanticObjectId
+
+    from klikkflow.kit.stores import init_mongo
+    from subgraphs.executions.models import DOCUMENTS, ExecutionDocument
+    from subgraphs.executions.repository import SNAPSHOT_MAX_BYTES, repository
+
+    mongo = await init_mongo(platform.mongo_uri, platform.settings.mongo_db, DOCUMENTS)
+    try:
+        small = ExecutionDocument(
+            id=PydanticObjectId(),
+            organization_id=PydanticObjectId(),
+            workflow_id=PydanticObjectId(),
+            workflow_version=3,
+            items=[{"json": {"n": 1, "at": "2026-11-30"}}],
+            mode="webhook",
+        )
+        snapshot = repository.snapshot(small)
+        assert snapshot is not None
+        read = await repository.by_id_unscoped(str(small.id))  # not saved yet
+        assert read is None
+        await repository.insert(small)
+        read = await repository.by_id_unscoped(str(small.id))
+        assert read is not None
+        assert repository.from_snapshot(snapshot).model_dump() == read.model_dump()
+        big = small.model_copy(update={"items": [{"json": {"text": "x" * SNAPSHOT_MAX_BYTES}}]})
+        assert repository.snapshot(big) is None
+    finally:
+        await mongo.close()
