@@ -4,7 +4,17 @@ Each :class:`ExpressionEngine` owns one fresh QuickJS context (one per execution
 nothing leaks between executions or tenants. Python never crosses into JS per item:
 each distinct template is compiled once into a JS function, an ``evaluate`` call sends
 all items as one JSON string, loops over them inside JS and reads back one JSON array.
-Luxon (``$now``, ``$today``, ``DateTime``) is loaded only when an expression names it.
+
+A fresh context is cheap because it gets only the core runtime (js/runtime.js); the
+rest is loaded once an expression's code names it, found by a regex over the code:
+Luxon (``$now``, ``$today``, ``DateTime``, ...), and the n8n-style helper methods of
+js/extensions.js (``.isEmpty()``, ``.sum()``, ``.toTitleCase()``, ...). Each template
+function likewise binds only the names it mentions of ``$input``, ``$node``, ``$``,
+``$vars``, ... The rule is textual: a name counts wherever it stands as a word (also
+inside a string, so ``x["isEmpty"]()`` loads the helpers), but a name the code only
+builds at run time (``x[name]()``, ``eval("$" + "vars")``) or spells with ``\\u``
+escapes is not seen: such a helper exists only if another expression of the same
+execution has loaded the helpers, and such a ``$`` name is not defined.
 """
 
 from __future__ import annotations
@@ -52,7 +62,39 @@ _JS_FIELDS = (
     "Duration",
     "Interval",
 )
+# A segment's code is compiled with only the names above that it mentions bound, so
+# QuickJS parses a short head instead of all twelve ($json etc. are arguments).
+_JS_NAME_REF = re.compile(
+    r"(?<![\w$])(?:" + "|".join(re.escape(n) for n in _JS_NAMES) + r")(?![\w$])"
+)
 _LUXON_NAMES = re.compile(r"\$now\b|\$today\b|\bDateTime\b|\bDuration\b|\bInterval\b")
+# The methods js/extensions.js puts on String/Number/Array prototypes (a test checks
+# that this is the file's list). Math's own round/floor/ceil/min/max are no helpers:
+# `Math.max(a, b)` alone loads nothing.
+_EXTENSION_NAMES = (
+    "isEmpty",
+    "toTitleCase",
+    "toSnakeCase",
+    "isEmail",
+    "extractDomain",
+    "toNumber",
+    "round",
+    "floor",
+    "ceil",
+    "format",
+    "first",
+    "last",
+    "unique",
+    "sum",
+    "average",
+    "min",
+    "max",
+    "chunk",
+    "compact",
+)
+_EXTENSION_REF = re.compile(
+    r"(?<![\w$])(?<!Math\.)(?:" + "|".join(_EXTENSION_NAMES) + r")(?![\w$])"
+)
 _ITEM_NAMES = re.compile(r"\$input\b|\$binary\b")
 _NODE_REF = re.compile(
     r"""\$\(\s*(?P<q1>['"])(?P<a>(?:(?!(?P=q1)).)*)(?P=q1)\s*\)"""
@@ -212,8 +254,11 @@ class _Builder:
 
 
 def _template_js(parsed: _Parsed) -> str:
-    head = ", ".join(
-        f"{n} = __r[{json.dumps(f)}]" for n, f in zip(_JS_NAMES, _JS_FIELDS, strict=True)
+    named = set(_JS_NAME_REF.findall("\n".join(seg.code for seg in parsed.segments)))
+    head = "".join(
+        f", {n} = __r[{json.dumps(f)}]"
+        for n, f in zip(_JS_NAMES, _JS_FIELDS, strict=True)
+        if n in named
     )
     body: list[str] = []
     for k, seg in enumerate(parsed.segments):
@@ -227,7 +272,7 @@ def _template_js(parsed: _Parsed) -> str:
             pieces += [f"__kf.str(__v{k})", json.dumps(parsed.texts[k + 1])]
         result = " + ".join(pieces)
     return (
-        f"(function (__r) {{ const __s = __r.state, {head};\n"
+        f"(function (__r) {{ const __s = __r.state{head};\n"
         "return function ($json, $binary, $itemIndex) {\n"
         + "\n".join(body)
         + f"\nreturn {result};\n}}; }})"
@@ -357,6 +402,7 @@ class ExpressionEngine:
         self._builders: dict[str, _Builder] = {}
         self._loaded_outputs: set[str] = set()
         self._luxon = False
+        self._extensions = False
         self._zones: set[str] = set()
         self._data_size = 0
 
@@ -390,6 +436,12 @@ class ExpressionEngine:
 
     # -- compiling
 
+    def _ensure_extensions(self) -> None:
+        if not self._extensions:
+            assert self._context is not None
+            self._context.eval(_js_source("extensions.js"))
+            self._extensions = True
+
     def _ensure_luxon(self, code: str) -> None:
         assert self._context is not None
         if not self._luxon:
@@ -421,6 +473,8 @@ class ExpressionEngine:
         needs_luxon = bool(_LUXON_NAMES.search(code))
         if needs_luxon:
             self._ensure_luxon(code)
+        if _EXTENSION_REF.search(code):
+            self._ensure_extensions()
         fn_id = self._register(_template_js(parsed), parsed, source, node_name, path)
         template = _Template(
             source=source,

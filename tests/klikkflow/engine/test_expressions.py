@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
+from importlib import resources
 from typing import Any
 
 import pytest
+import quickjs
 
 from klikkflow.engine.expressions import (
+    _EXTENSION_NAMES,
     ExpressionEngine,
     ExpressionError,
     contains_expression,
@@ -104,6 +108,7 @@ def test_values(engine: ExpressionEngine, value: Any, expected: list[Any]) -> No
             "{{ $workflow.id }} {{ $workflow.name }} {{ $workflow.active }}",
             ["wf-1 Orders true"] * 2,
         ),
+        ("{{ `${$vars.region}/${$runIndex}` }}", ["eu/0", "eu/0"]),
     ],
 )
 def test_names(engine: ExpressionEngine, value: str, expected: list[Any]) -> None:
@@ -287,6 +292,38 @@ def test_memory_and_stack_bombs_fail_and_engine_recovers(
 )
 def test_helper_library(engine: ExpressionEngine, value: str, expected: Any) -> None:
     assert ev(engine, value, ITEMS[:1]) == [expected]
+
+
+# Spelled at run time, so asking does not load the helpers.
+HAS_HELPERS = "{{ Object.getOwnPropertyNames(String.prototype).includes('is' + 'Empty') }}"
+
+
+def test_helpers_are_loaded_only_once_an_expression_names_one(engine: ExpressionEngine) -> None:
+    assert ev(engine, "{{ Math.max(1, 2) }} {{ Math.round(2.4) }}", ITEMS[:1]) == ["2 2"]
+    assert ev(engine, HAS_HELPERS, ITEMS[:1]) == [False]
+    assert ev(engine, "{{ 'abc'['isEmpty']() }}", ITEMS[:1]) == [False]
+    assert ev(engine, HAS_HELPERS, ITEMS[:1]) == [True]
+    fresh = ExpressionEngine(execution_id="ex-2", workflow=WORKFLOW)
+    assert ev(fresh, HAS_HELPERS, ITEMS[:1]) == [False]
+
+
+def test_helpers_are_loaded_again_after_the_context_is_rebuilt(engine: ExpressionEngine) -> None:
+    assert ev(engine, "{{ [1, 2].sum() }}", ITEMS[:1]) == [3]
+    with pytest.raises(ExpressionError, match="time limit"):
+        ev(engine, "{{ (() => { while (true) {} })() }}", ITEMS[:1])
+    assert ev(engine, "{{ [1, 2].sum() }}", ITEMS[:1]) == [3]
+
+
+def test_extension_names_are_the_methods_extensions_js_defines() -> None:
+    context = quickjs.Context()
+    names = (
+        "JSON.stringify([String, Number, Array, Object]"
+        ".flatMap(c => Object.getOwnPropertyNames(c.prototype)))"
+    )
+    before = set(json.loads(context.eval(names)))
+    js = resources.files("klikkflow.engine").joinpath("js", "extensions.js")
+    context.eval(js.read_text(encoding="utf-8"))
+    assert set(json.loads(context.eval(names))) - before == set(_EXTENSION_NAMES)
 
 
 def test_to_number_rejects_text(engine: ExpressionEngine) -> None:
