@@ -10,6 +10,7 @@ from arq import cron, func
 from arq.worker import Worker, async_check_health
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.exceptions import WatchError
 
 from klikkflow.ai.embeddings import embedder_from_settings
 from klikkflow.kit.metrics import serve_worker_metrics
@@ -135,7 +136,8 @@ def run(settings: WorkerSettings, burst: bool = False) -> None:
         try:
             build_worker(settings, burst=burst).run()
             return
-        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+        # WatchError: the connection broke inside one of arq's watched transactions.
+        except (RedisConnectionError, RedisTimeoutError, WatchError, OSError) as exc:
             log.warning("lost Redis (%s); starting the worker again", exc)
             time.sleep(RECONNECT_SECONDS)
 
