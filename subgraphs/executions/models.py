@@ -24,7 +24,7 @@ class ExecutionStatus(StrEnum):
 
 class ExecutionPriority(StrEnum):
     NORMAL = "normal"
-    HIGH = "high"  # taken before every normal job queued in the last HIGH_PRIORITY_LEAD
+    HIGH = "high"  # taken before every normal job queued in the last HIGH_PRIORITY_LEAD_MS
 
 
 TERMINAL = frozenset({ExecutionStatus.SUCCEEDED, ExecutionStatus.FAILED, ExecutionStatus.CANCELLED})

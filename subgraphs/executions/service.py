@@ -8,10 +8,13 @@ import hmac
 import json
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from arq.connections import ArqRedis
+from arq.constants import expires_extra_ms, job_key_prefix, result_key_prefix
+from arq.jobs import serialize_job
+from arq.utils import timestamp_ms
 from beanie import PydanticObjectId
 from redis.asyncio import Redis
 from redis.typing import EncodableT, FieldT
@@ -32,7 +35,21 @@ from subgraphs.workflows.service import workflow as workflow_service
 
 RUN_EXECUTION = "executions.run"  # arq job name; the job id is the execution id
 STREAM_MAXLEN = 10_000
-HIGH_PRIORITY_LEAD = timedelta(minutes=10)
+HIGH_PRIORITY_LEAD_MS = 10 * 60 * 1000
+# KEYS: arq's job and result keys, arq's queue, the execution's stream, its organization's
+# changes stream. ARGV: job id, score, expiry (ms), the serialized job, stream length,
+# then the queued event's fields and the change's, each list after its length. As arq's
+# enqueue_job (no job twice for one id), with the first event in the same round trip.
+_ENQUEUE = """
+if redis.call('EXISTS', KEYS[1], KEYS[2]) > 0 then return false end
+local n = tonumber(ARGV[6])
+local cursor = redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[5], '*', unpack(ARGV, 7, 6 + n))
+local m = tonumber(ARGV[7 + n])
+redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[5], '*', unpack(ARGV, 8 + n, 7 + n + m))
+redis.call('PSETEX', KEYS[1], ARGV[3], ARGV[4])
+redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1])
+return cursor
+"""
 STREAM_TTL_SECONDS = 86_400  # a finished execution's live stream, for late subscribers
 FINAL_VALUES = frozenset(s.value for s in TERMINAL)
 FOLLOW_BLOCK_MS = 5_000
@@ -207,24 +224,51 @@ class ExecutionService:
         """Record a queued execution, then publish its first event, then enqueue its job
         (in that order, so a worker never sees a job for an execution not yet saved)."""
         execution = await self.create(viewer, workflow_id, items or [], priority)
-        return await self.enqueue(redis, queue, execution)
+        await self.enqueue(redis, queue, execution)
+        return execution
 
-    async def enqueue(
-        self, redis: Redis, queue: ArqRedis, execution: ExecutionDocument
-    ) -> ExecutionDocument:
-        """Publish a new execution's first event, then enqueue its job."""
-        await self.record_queued(redis, execution)
+    async def enqueue(self, redis: Redis, queue: ArqRedis, execution: ExecutionDocument) -> str:
+        """Publish a new (saved) execution's first event and enqueue its arq job, in one
+        round trip; the event's cursor on the execution's stream."""
+        assert execution.id is not None
+        execution_id = str(execution.id)
+        queued = _stream_fields(_queued_entry(execution), None)
+        change = _change_fields(execution, execution.status)
         # arq takes jobs in the order of their scores (when they are due): a high-priority
         # job is due a while ago, so it goes before the normal jobs queued since.
-        due = now() - HIGH_PRIORITY_LEAD if execution.priority == ExecutionPriority.HIGH else None
-        await queue.enqueue_job(
+        enqueued = timestamp_ms()
+        high = execution.priority == ExecutionPriority.HIGH
+        score = enqueued - HIGH_PRIORITY_LEAD_MS if high else enqueued
+        job = serialize_job(
             RUN_EXECUTION,
-            str(execution.id),
-            repository.snapshot(execution),  # its first run needs not read it back
-            _job_id=str(execution.id),
-            _defer_until=due,
+            # its first run needs not read the execution back
+            (execution_id, repository.snapshot(execution)),
+            {},
+            None,
+            enqueued,
+            serializer=queue.job_serializer,
         )
-        return execution
+        cursor = await redis.register_script(_ENQUEUE)(
+            keys=[
+                job_key_prefix + execution_id,
+                result_key_prefix + execution_id,
+                queue.default_queue_name,
+                stream_key(execution_id),
+                changes_key(str(execution.organization_id)),
+            ],
+            args=[
+                execution_id,
+                score,
+                score - enqueued + expires_extra_ms,
+                job,
+                STREAM_MAXLEN,
+                len(queued) * 2,
+                *_flat(queued),
+                len(change) * 2,
+                *_flat(change),
+            ],
+        )
+        return str(cursor or "0-0")
 
     async def get(self, viewer: Viewer, execution_id: str) -> ExecutionDocument | None:
         return (await repository.by_ids(viewer, [execution_id])).get(execution_id)
@@ -239,9 +283,10 @@ class ExecutionService:
         start_node: str,
         items: list[dict[str, Any]],
         mode: str,
-    ) -> ExecutionDocument:
+    ) -> tuple[ExecutionDocument, str]:
         """An execution started by a trigger (webhook, schedule): the trigger found the
-        workflow and version it runs, so no viewer is involved."""
+        workflow and version it runs, so no viewer is involved. With the cursor of its
+        first event."""
         execution = ExecutionDocument(
             organization_id=organization_id,
             workflow_id=workflow_id,
@@ -251,7 +296,7 @@ class ExecutionService:
             mode=mode,
         )
         await repository.insert(execution)
-        return await self.enqueue(redis, queue, execution)
+        return execution, await self.enqueue(redis, queue, execution)
 
     async def cancellable(self, viewer: Viewer, execution_id: str) -> ExecutionDocument:
         """The execution, if the viewer may cancel it and it has not finished."""
@@ -298,7 +343,8 @@ class ExecutionService:
         execution = await self.create(
             viewer, str(old.workflow_id), old.items, start_node=old.start_node
         )
-        return await self.enqueue(redis, queue, execution)
+        await self.enqueue(redis, queue, execution)
+        return execution
 
     async def retry(
         self, viewer: Viewer, execution_id: str, redis: Redis, queue: ArqRedis
@@ -322,7 +368,8 @@ class ExecutionService:
         )
         await repository.insert(execution)
         await repository.copy_log(execution, kept)
-        return await self.enqueue(redis, queue, execution)
+        await self.enqueue(redis, queue, execution)
+        return execution
 
     async def last_output(self, execution: ExecutionDocument) -> list[dict[str, Any]]:
         """What a finished execution hands back (to a webhook in lastNode mode, to a parent
@@ -339,17 +386,12 @@ class ExecutionService:
         return fold_node_runs(logged)
 
     async def record_queued(self, redis: Redis, execution: ExecutionDocument) -> None:
-        """The first event of a new (saved, queued) execution, on its live stream only:
-        the execution document itself records that it was queued, and when."""
-        assert execution.id is not None
-        entry = {
-            "seq": 1,
-            "type": "execution.queued",
-            "status": ExecutionStatus.QUEUED.value,
-            "at": execution.created_at,
-            "data": {},
-        }
-        await self.publish_many(redis, execution, [(entry, None)], announce=[execution.status])
+        """The first event of a new (saved, queued) execution that no job is enqueued
+        for (it runs at once in its caller's worker), on its live stream only: the
+        execution document itself records that it was queued, and when."""
+        await self.publish_many(
+            redis, execution, [(_queued_entry(execution), None)], announce=[execution.status]
+        )
 
     async def publish_many(
         self,
@@ -364,30 +406,12 @@ class ExecutionService:
         key = stream_key(str(execution.id))
         async with redis.pipeline(transaction=False) as pipe:
             for entry, node in logged:
-                fields: dict[FieldT, EncodableT] = {
-                    "seq": entry["seq"],
-                    "type": entry["type"],
-                    "status": entry["status"],
-                    "at": entry["at"].isoformat(),
-                }
-                if node:
-                    fields["node"] = node
-                response = ((entry["data"].get("engine") or {}).get("node_state") or {}).get(
-                    "response"
-                )
-                if response is not None:  # what a Respond to Webhook node answers
-                    fields["response"] = json.dumps(response)
-                pipe.xadd(key, fields, maxlen=STREAM_MAXLEN, approximate=True)
+                pipe.xadd(key, _stream_fields(entry, node), maxlen=STREAM_MAXLEN, approximate=True)
                 if entry["status"] in FINAL_VALUES:  # the log in MongoDB outlives it
                     pipe.expire(key, STREAM_TTL_SECONDS)
             for status in announce:
-                change: dict[FieldT, EncodableT] = {
-                    "execution": str(execution.id),
-                    "workflow": str(execution.workflow_id),
-                    "status": status.value,
-                    "at": now().isoformat(),
-                }
                 changes = changes_key(str(execution.organization_id))
+                change = _change_fields(execution, status)
                 pipe.xadd(changes, change, maxlen=STREAM_MAXLEN, approximate=True)
             await pipe.execute()
 
@@ -444,6 +468,48 @@ def _event_from_stream(execution_id: str, entry_id: str, fields: dict[str, str])
         node=fields.get("node"),
         response=json.loads(fields["response"]) if "response" in fields else None,
     )
+
+
+def _queued_entry(execution: ExecutionDocument) -> dict[str, Any]:
+    return {
+        "seq": 1,
+        "type": "execution.queued",
+        "status": ExecutionStatus.QUEUED.value,
+        "at": execution.created_at,
+        "data": {},
+    }
+
+
+def _stream_fields(entry: dict[str, Any], node: str | None) -> dict[FieldT, EncodableT]:
+    """A log entry as an entry of the execution's live stream."""
+    fields: dict[FieldT, EncodableT] = {
+        "seq": entry["seq"],
+        "type": entry["type"],
+        "status": entry["status"],
+        "at": entry["at"].isoformat(),
+    }
+    if node:
+        fields["node"] = node
+    response = ((entry["data"].get("engine") or {}).get("node_state") or {}).get("response")
+    if response is not None:  # what a Respond to Webhook node answers
+        fields["response"] = json.dumps(response)
+    return fields
+
+
+def _change_fields(
+    execution: ExecutionDocument, status: ExecutionStatus
+) -> dict[FieldT, EncodableT]:
+    """An entry of the organization's changes stream."""
+    return {
+        "execution": str(execution.id),
+        "workflow": str(execution.workflow_id),
+        "status": status.value,
+        "at": now().isoformat(),
+    }
+
+
+def _flat(fields: dict[FieldT, EncodableT]) -> list[EncodableT]:
+    return [part for pair in fields.items() for part in pair]
 
 
 execution = ExecutionService()

@@ -189,11 +189,13 @@ def _item(request: Request, body: Any) -> dict[str, Any]:
     }
 
 
-async def _wait(request: Request, execution: ExecutionDocument, respond_nodes: set[str]) -> Any:
-    """Follow the execution's stream until a Respond to Webhook node ran (its response)
-    or the execution ended (None)."""
+async def _wait(
+    request: Request, execution: ExecutionDocument, cursor: str, respond_nodes: set[str]
+) -> Any:
+    """Follow the execution's stream (after `cursor`) until a Respond to Webhook node ran
+    (its response) or the execution ended (None)."""
     redis = request.app.state.redis
-    async for event in execution_service.follow(redis, str(execution.id), None):
+    async for event in execution_service.follow(redis, str(execution.id), cursor):
         if event.type == "node.succeeded" and event.node in respond_nodes:
             return event.response or {}
         if event.status in TERMINAL:
@@ -239,7 +241,7 @@ async def _handle(request: Request, test: bool) -> Response:
         metrics.webhook_request(str(exc.status))
         return _refuse(exc.status, str(exc))
     state = request.app.state
-    execution = await execution_service.submit_trigger(
+    execution, cursor = await execution_service.submit_trigger(
         state.redis,
         state.queue,
         object_id(target.organization_id),  # type: ignore[arg-type]
@@ -257,7 +259,8 @@ async def _handle(request: Request, test: bool) -> Response:
     respond = {n.name for n in target.workflow.nodes if n.type == "respondToWebhook"}
     try:
         async with asyncio.timeout(RESPONSE_TIMEOUT_SECONDS):
-            response = await _wait(request, execution, respond if mode == "responseNode" else set())
+            respond_nodes = respond if mode == "responseNode" else set()
+            response = await _wait(request, execution, cursor, respond_nodes)
     except TimeoutError:
         return _refuse(504, "the workflow is still running", executionId=execution_id)
     if mode == "responseNode":
