@@ -13,6 +13,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.exceptions import WatchError
 
 from klikkflow.ai.embeddings import embedder_from_settings
+from klikkflow.kit import heap
 from klikkflow.kit.metrics import serve_worker_metrics
 from klikkflow.kit.settings import WorkerSettings
 from klikkflow.kit.stores import (
@@ -72,6 +73,7 @@ def build_worker(settings: WorkerSettings, *, burst: bool = False) -> Worker:
                 secret_key=settings.secret_key,
             )
         )
+        heap.settle()
         if settings.worker_metrics_port:
             ctx["metrics"] = serve_worker_metrics(
                 settings.worker_metrics_host,

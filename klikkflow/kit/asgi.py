@@ -3,8 +3,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 import strawberry
@@ -13,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 
+from klikkflow.kit import heap
 from klikkflow.kit.graphql import ServiceHealth, SubgraphGraphQL
 from klikkflow.kit.health import probe_all
 from klikkflow.kit.settings import SubgraphSettings
@@ -54,6 +55,13 @@ def subgraph_app(
     graphql_app = SubgraphGraphQL(
         schema, settings, graphql_ide="graphiql" if settings.debug else None
     )
+
+    @asynccontextmanager
+    async def settled(app: Starlette) -> AsyncIterator[None]:
+        async with lifespan(app):
+            heap.settle()
+            yield
+
     app = Starlette(
         routes=[
             Route("/graphql", graphql_app, methods=["GET", "POST"]),
@@ -62,7 +70,7 @@ def subgraph_app(
             Route("/readyz", _readyz),
             *(routes or []),
         ],
-        lifespan=lifespan,
+        lifespan=settled,
     )
     app.state.service_name = name
     app.state.settings = settings
