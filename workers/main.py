@@ -7,6 +7,8 @@ import time
 from typing import Any
 
 from arq import cron, func
+from arq.constants import in_progress_key_prefix
+from arq.utils import timestamp_ms
 from arq.worker import Worker, async_check_health
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -46,7 +48,51 @@ RECONNECT_SECONDS = 1.0
 log = logging.getLogger("klikkflow.worker")
 
 
-def build_worker(settings: WorkerSettings, *, burst: bool = False) -> Worker:
+# Claim jobs a poll found: each one not running yet and due (its score) gets its
+# in-progress key, as arq's per-job WATCH/MULTI transaction does, atomically, until
+# `room` jobs are claimed. KEYS: the queue; ARGV: the in-progress key prefix, now (ms),
+# the in-progress lifetime (ms), room, ids. Answers id, score, id, score, ... claimed.
+_CLAIM = """
+local claimed = {}
+for i = 5, #ARGV do
+  if #claimed >= 2 * tonumber(ARGV[4]) then break end
+  local key = ARGV[1] .. ARGV[i]
+  if redis.call('EXISTS', key) == 0 then
+    local score = redis.call('ZSCORE', KEYS[1], ARGV[i])
+    if score and tonumber(score) <= tonumber(ARGV[2]) then
+      redis.call('PSETEX', key, ARGV[3], '1')
+      claimed[#claimed + 1] = ARGV[i]
+      claimed[#claimed + 1] = score
+    end
+  end
+end
+return claimed
+"""
+
+
+class ClaimingWorker(Worker):
+    """arq's Worker, claiming all the jobs one poll found in one Redis script call, where
+    arq claims each job with a transaction of 4 round trips (measured: ~8% of a worker's
+    CPU per bench-a execution). Relies on arq 0.28's Worker internals (pinned)."""
+
+    async def start_jobs(self, job_ids: list[bytes]) -> None:
+        room = self.max_jobs - self.job_counter
+        if room <= 0 or not job_ids:
+            return
+        claim = self.pool.register_script(_CLAIM)
+        lifetime = int(self.in_progress_timeout_s * 1000)
+        args: list[str | int] = [in_progress_key_prefix, timestamp_ms(), lifetime, room]
+        args += [j.decode() for j in job_ids]
+        claimed = await claim(keys=[self.queue_name], args=args)
+        for job_id, score in zip(claimed[::2], claimed[1::2], strict=True):
+            await self.sem.acquire()
+            self.job_counter += 1
+            task = self.loop.create_task(self.run_job(job_id.decode(), int(score)))
+            task.add_done_callback(lambda _: self._release_sem_dec_counter_on_complete())
+            self.tasks[job_id.decode()] = task
+
+
+def build_worker(settings: WorkerSettings, *, burst: bool = False) -> ClaimingWorker:
     async def startup(ctx: dict[str, Any]) -> None:
         ctx["mongo"] = await init_mongo(
             settings.mongo_uri, settings.mongo_db, [*EXECUTION_DOCUMENTS, *WORKFLOW_DOCUMENTS]
@@ -92,7 +138,7 @@ def build_worker(settings: WorkerSettings, *, burst: bool = False) -> Worker:
         if "pg" in ctx:
             await ctx["pg"].dispose()
 
-    return Worker(
+    return ClaimingWorker(
         functions=[func(run_execution, name=RUN_EXECUTION, keep_result=0)],
         cron_jobs=[
             cron(
