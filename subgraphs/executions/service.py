@@ -31,6 +31,7 @@ from subgraphs.executions.models import (
     now,
 )
 from subgraphs.executions.repository import ExecutionFilter, repository
+from subgraphs.executions.writes import Group
 from subgraphs.workflows.service import workflow as workflow_service
 
 RUN_EXECUTION = "executions.run"  # arq job name; the job id is the execution id
@@ -402,18 +403,9 @@ class ExecutionService:
     ) -> None:
         """Put an execution's logged events (log entries, with their node) on its live
         stream and the statuses it entered (`announce`, in order) on its organization's
-        changes stream: one round trip."""
-        key = stream_key(str(execution.id))
-        async with redis.pipeline(transaction=False) as pipe:
-            for entry, node in logged:
-                pipe.xadd(key, _stream_fields(entry, node), maxlen=STREAM_MAXLEN, approximate=True)
-                if entry["status"] in FINAL_VALUES:  # the log in MongoDB outlives it
-                    pipe.expire(key, STREAM_TTL_SECONDS)
-            for status in announce:
-                changes = changes_key(str(execution.organization_id))
-                change = _change_fields(execution, status)
-                pipe.xadd(changes, change, maxlen=STREAM_MAXLEN, approximate=True)
-            await pipe.execute()
+        changes stream. Publications made at the same time (the executions of one
+        checkpoint group) share one round trip."""
+        await _publish(_Publication(redis, execution, logged, announce))
 
     async def changes(
         self, redis: Redis, viewer: Viewer, workflow_id: str | None, after: str | None
@@ -468,6 +460,36 @@ def _event_from_stream(execution_id: str, entry_id: str, fields: dict[str, str])
         node=fields.get("node"),
         response=json.loads(fields["response"]) if "response" in fields else None,
     )
+
+
+@dataclass(frozen=True)
+class _Publication:
+    redis: Redis
+    execution: ExecutionDocument
+    logged: list[tuple[dict[str, Any], str | None]]
+    announce: Sequence[ExecutionStatus]
+
+
+async def _publications(group: list[_Publication]) -> list[None | BaseException]:
+    clients = {id(p.redis): p.redis for p in group}  # one in a process, as a rule
+    for client_id, redis in clients.items():
+        async with redis.pipeline(transaction=False) as pipe:
+            for p in (p for p in group if id(p.redis) == client_id):
+                key = stream_key(str(p.execution.id))
+                for entry, node in p.logged:
+                    fields = _stream_fields(entry, node)
+                    pipe.xadd(key, fields, maxlen=STREAM_MAXLEN, approximate=True)
+                    if entry["status"] in FINAL_VALUES:  # the log in MongoDB outlives it
+                        pipe.expire(key, STREAM_TTL_SECONDS)
+                for status in p.announce:
+                    changes = changes_key(str(p.execution.organization_id))
+                    change = _change_fields(p.execution, status)
+                    pipe.xadd(changes, change, maxlen=STREAM_MAXLEN, approximate=True)
+            await pipe.execute()
+    return [None] * len(group)
+
+
+_publish: Group[_Publication, None] = Group(_publications)
 
 
 def _queued_entry(execution: ExecutionDocument) -> dict[str, Any]:

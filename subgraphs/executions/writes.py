@@ -1,7 +1,9 @@
 """Group commit: the MongoDB writes and reads of many executions in one round trip each.
 
 Every execution's checkpoints (a page of its log, then its new status), every new
-execution and every worker's first read of an execution go through here. A caller
+execution and every read of an execution by a worker go through here (and, with the
+same Group, the Redis publications of the events those checkpoints wrote: see
+service.publish_many). A caller
 waits for its own write as before, but while one group is on its way to MongoDB the
 next one gathers, so under load a round trip carries the work of every execution
 that reached a checkpoint meanwhile, and with no load nothing waits at all. The store
@@ -34,7 +36,7 @@ class _Waiting(Generic[T, R]):
     )
 
 
-class _Group(Generic[T, R]):
+class Group(Generic[T, R]):
     """Queues work items; one task at a time hands everything queued so far to `run`,
     which answers for each item (a result or an exception) in order."""
 
@@ -133,6 +135,6 @@ async def _reads(group: list[ObjectId]) -> list[dict[str, Any] | None | BaseExce
     return [found.get(i) for i in group]
 
 
-checkpoint: _Group[Checkpoint, None] = _Group(_checkpoints)
-insert_execution: _Group[dict[str, Any], None] = _Group(_inserts)
-read_execution: _Group[ObjectId, dict[str, Any] | None] = _Group(_reads)
+checkpoint: Group[Checkpoint, None] = Group(_checkpoints)
+insert_execution: Group[dict[str, Any], None] = Group(_inserts)
+read_execution: Group[ObjectId, dict[str, Any] | None] = Group(_reads)
