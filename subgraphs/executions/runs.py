@@ -100,14 +100,7 @@ if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 redis.call('ZREM', KEYS[2], ARGV[2])
 return redis.call('DEL', KEYS[1])
 """
-# Executions whose lease lapsed without a release (their worker died), taken off LEASED.
-_LAPSED = """
-local clock = redis.call('TIME')
-local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
-local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[1]))
-if #due > 0 then redis.call('ZREM', KEYS[1], unpack(due)) end
-return due
-"""
+
 
 CANCEL_POLL_SECONDS = 0.25
 CANCEL_FLAG_SECONDS = 86_400
@@ -476,15 +469,20 @@ class RunService:
             await lease.release()
 
     async def sweep(self, redis: Redis, queue: ArqRedis) -> list[str]:
-        """Enqueue again every execution whose worker died: its lease lapsed unreleased,
-        or it is running in MongoDB without a lease (Redis lost the lease and the list).
+        """Enqueue again every execution whose worker died: its lease lapsed unreleased
+        (it stays in LEASED until a run of it releases a lease; a marker spaces out the
+        jobs for it), or it is running in MongoDB without a lease (Redis lost its keys).
         When Redis lost everything (restarted without its data), also every queued or
         waiting execution: their jobs went with it."""
         if not await redis.set(SWEEP_LOCK, "1", nx=True, ex=RENEW_SECONDS):
             return []  # another worker sweeps now
-        if await redis.set(REDIS_EPOCH, uuid.uuid4().hex, nx=True):
+        if not await redis.exists(REDIS_EPOCH):
             await self._requeue(queue)
-        lapsed = await redis.register_script(_LAPSED)(keys=[LEASED], args=[SWEEP_BATCH])
+            await redis.set(REDIS_EPOCH, uuid.uuid4().hex)  # only once all are back
+        seconds, micros = await redis.time()
+        lapsed = await redis.zrangebyscore(
+            LEASED, "-inf", seconds * 1000 + micros // 1000, start=0, num=SWEEP_BATCH
+        )
         running = (
             await ExecutionDocument.find({"status": Status.RUNNING.value}, projection_model=_IdOnly)
             .limit(SWEEP_BATCH)
@@ -530,7 +528,9 @@ class RunService:
         lease: Lease,
         snapshot: bytes | None,
     ) -> Status | None:
-        if snapshot is not None and lease.cancelled_by is None:
+        fresh = snapshot is not None and lease.cancelled_by is None
+        if fresh:
+            assert snapshot is not None
             execution: ExecutionDocument | None = repository.from_snapshot(snapshot)
         else:  # a cancel may have ended it already
             execution = await repository.by_id_unscoped(execution_id)
@@ -543,8 +543,10 @@ class RunService:
             await queue.enqueue_job(RUN_EXECUTION, execution_id, _job_id=job_id, _defer_by=1)
             return execution.status
         events: list[Event]
-        if execution.status == Status.QUEUED and execution.retry_of is None:
-            events, seq = [], 1  # nothing ran yet: the log holds its queued event only
+        if fresh and execution.retry_of is None:
+            events, seq = [], 1  # its job's first try: the log holds its queued event only
+        # Otherwise its log tells, even if it is still queued: a worker that died may have
+        # written a page (its first) and not the status after it.
         else:
             events, seq = await _engine_events(execution)
         sink = _Log(redis, execution, seq)

@@ -39,16 +39,18 @@ STREAM_MAXLEN = 10_000
 HIGH_PRIORITY_LEAD_MS = 10 * 60 * 1000
 # KEYS: arq's job and result keys, arq's queue, the execution's stream, its organization's
 # changes stream. ARGV: job id, score, expiry (ms), the serialized job, stream length,
-# then the queued event's fields and the change's, each list after its length. As arq's
-# enqueue_job (no job twice for one id), with the first event in the same round trip.
+# then the queued event's fields and the change's, each list after its length. The first
+# event, then the job as arq's enqueue_job makes it (none if one with that id exists: a
+# sweep may have requeued it meanwhile), in one round trip. Answers the event's cursor.
 _ENQUEUE = """
-if redis.call('EXISTS', KEYS[1], KEYS[2]) > 0 then return false end
 local n = tonumber(ARGV[6])
 local cursor = redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[5], '*', unpack(ARGV, 7, 6 + n))
 local m = tonumber(ARGV[7 + n])
 redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[5], '*', unpack(ARGV, 8 + n, 7 + n + m))
-redis.call('PSETEX', KEYS[1], ARGV[3], ARGV[4])
-redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1])
+if redis.call('EXISTS', KEYS[1], KEYS[2]) == 0 then
+  redis.call('PSETEX', KEYS[1], ARGV[3], ARGV[4])
+  redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1])
+end
 return cursor
 """
 STREAM_TTL_SECONDS = 86_400  # a finished execution's live stream, for late subscribers
@@ -269,7 +271,7 @@ class ExecutionService:
                 *_flat(change),
             ],
         )
-        return str(cursor or "0-0")
+        return str(cursor)
 
     async def get(self, viewer: Viewer, execution_id: str) -> ExecutionDocument | None:
         return (await repository.by_ids(viewer, [execution_id])).get(execution_id)
@@ -471,22 +473,33 @@ class _Publication:
 
 
 async def _publications(group: list[_Publication]) -> list[None | BaseException]:
-    clients = {id(p.redis): p.redis for p in group}  # one in a process, as a rule
-    for client_id, redis in clients.items():
+    """One pipeline per Redis client (one in a process, as a rule); a command that fails
+    fails only the publication it belongs to."""
+    answers: list[None | BaseException] = [None] * len(group)
+    for redis in {id(p.redis): p.redis for p in group}.values():
+        mine = [i for i, p in enumerate(group) if p.redis is redis]
+        owners: list[int] = []  # the publication of each command
         async with redis.pipeline(transaction=False) as pipe:
-            for p in (p for p in group if id(p.redis) == client_id):
+            for i in mine:
+                p = group[i]
                 key = stream_key(str(p.execution.id))
                 for entry, node in p.logged:
                     fields = _stream_fields(entry, node)
                     pipe.xadd(key, fields, maxlen=STREAM_MAXLEN, approximate=True)
+                    owners.append(i)
                     if entry["status"] in FINAL_VALUES:  # the log in MongoDB outlives it
                         pipe.expire(key, STREAM_TTL_SECONDS)
+                        owners.append(i)
                 for status in p.announce:
                     changes = changes_key(str(p.execution.organization_id))
                     change = _change_fields(p.execution, status)
                     pipe.xadd(changes, change, maxlen=STREAM_MAXLEN, approximate=True)
-            await pipe.execute()
-    return [None] * len(group)
+                    owners.append(i)
+            results = await pipe.execute(raise_on_error=False)
+        for i, result in zip(owners, results, strict=True):
+            if isinstance(result, BaseException) and answers[i] is None:
+                answers[i] = result
+    return answers
 
 
 _publish: Group[_Publication, None] = Group(_publications)

@@ -74,6 +74,11 @@ async def test_a_killed_workers_execution_is_finished_by_another(
             )["runWorkflow"]
             execution_id = run["execution"]["id"]
             await asyncio.wait_for(api.arrived.wait(), 60)  # the victim is inside "Call"
+            redis = Redis.from_url(platform.redis_url, decode_responses=True)
+            try:  # listed as leased, until a lapse a sweep would see
+                assert await redis.zscore(LEASED, execution_id) is not None
+            finally:
+                await redis.aclose()
             await asyncio.sleep(0.5)  # the log is at most a flush interval behind
             victim.send_signal(signal.SIGKILL)
             victim.wait(10)

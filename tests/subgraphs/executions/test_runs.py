@@ -186,9 +186,11 @@ async def test_bad_input_items_are_refused(platform, client):
     assert {f["path"] for f in refused["runWorkflow"]["fields"]} == {"items[0]", "items[1]"}
 
 
-async def test_a_run_cut_short_by_a_dead_worker_goes_on_from_its_log(platform, client):
+@pytest.mark.parametrize("status", ["running", "queued"])
+async def test_a_run_cut_short_by_a_dead_worker_goes_on_from_its_log(platform, client, status):
     """The log of a worker that died while B ran: Start and A finished, B started. The
-    next job replays it: A does not run again, B runs again (its second try), C runs."""
+    next job replays it: A does not run again, B runs again (its second try), C runs.
+    Also when the status after that page was never written (still queued)."""
     from arq.connections import ArqRedis, create_pool
     from beanie import PydanticObjectId
 
@@ -221,8 +223,8 @@ async def test_a_run_cut_short_by_a_dead_worker_goes_on_from_its_log(platform, c
             organization_id=PydanticObjectId(account.organization_id),
             workflow_id=PydanticObjectId(workflow_id),
             workflow_version=1,
-            status="running",
-            started_at=at,
+            status=status,
+            started_at=at if status == "running" else None,
             items=item,
         )
         await execution.insert()
