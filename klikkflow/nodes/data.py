@@ -268,10 +268,14 @@ class EditFields(NodeType):
         self, ctx: NodeContext, params: SetParams, items: list[Item]
     ) -> list[tuple[tuple[str, ...], list[Any]]]:
         dots = params.options.dot_notation
+        assignments = params.assignments.assignments
+        computed = self._computed_values(ctx, assignments, items)
         columns = []
-        for k, assignment in enumerate(params.assignments.assignments):
+        for k, assignment in enumerate(assignments):
             base = f"assignments.assignments[{k}]"
-            values = ctx.evaluate(assignment.value, items, path=f"{base}.value")
+            values = computed.get(k)
+            if values is None:
+                values = ctx.evaluate(assignment.value, items, path=f"{base}.value")
             names = [assignment.name]
             if "{{" in assignment.name:
                 names = [str(n) for n in ctx.evaluate(assignment.name, items, path=f"{base}.name")]
@@ -286,6 +290,23 @@ class EditFields(NodeType):
                 mask = [v if n == name else _ABSENT for n, v in zip(names, values, strict=True)]
                 columns.append((field_path(name, dots), mask))
         return columns
+
+    @staticmethod
+    def _computed_values(
+        ctx: NodeContext, assignments: list[Assignment], items: list[Item]
+    ) -> dict[int, list[Any]]:
+        """The values of all the assignments with expressions, in one evaluation (one call
+        into the expression engine for them all, not one each), by assignment index."""
+        dynamic = [
+            {"value": a.value} if isinstance(a.value, str) and "{{" in a.value else None
+            for a in assignments
+        ]
+        if sum(d is not None for d in dynamic) < 2:
+            return {}
+        rows = ctx.evaluate(dynamic, items, path="assignments.assignments")
+        return {
+            k: [row[k]["value"] for row in rows] for k, d in enumerate(dynamic) if d is not None
+        }
 
     def _raw_columns(
         self, ctx: NodeContext, params: SetParams, items: list[Item]

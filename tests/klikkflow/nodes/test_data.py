@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from klikkflow.engine.expressions import ExpressionError
 from klikkflow.nodes.base import NodeError
 from klikkflow.nodes.data import (
     Aggregate,
@@ -95,6 +96,29 @@ async def test_set_conversion_error_names_the_item_unless_ignored() -> None:
     params["options"] = {"ignoreConversionErrors": True}
     out = await run_node(EditFields, params, ORDERS[:1])
     assert jsons(out["main"]) == [{"amount": "paid"}]
+
+
+async def test_set_evaluates_its_expressions_together_yet_reports_each_by_its_path() -> None:
+    """The values with expressions go to the engine in one evaluation; a literal between
+    them (n8n's "=" marker too) stays literal, and a failing one names its own path."""
+    params = set_params(
+        assignment("id", "={{ $json.id }}", "number"),
+        assignment("kind", "=order"),
+        assignment("who", "={{ $json.customer.name.toUpperCase() }}"),
+        assignment("label", "={{ $json.id }}-{{ $json.status }}"),
+    )
+    out = await run_node(EditFields, params, ORDERS[:2])
+    assert jsons(out["main"]) == [
+        {"id": 1, "kind": "order", "who": "ADA", "label": "1-paid"},
+        {"id": 2, "kind": "order", "who": "BO", "label": "2-open"},
+    ]
+    params = set_params(
+        assignment("id", "={{ $json.id }}", "number"),
+        assignment("bad", "={{ $json.nothing.deeper }}"),
+    )
+    failing = r'parameter "assignments\.assignments\[1\]\.value", item 0'
+    with pytest.raises(ExpressionError, match=failing):
+        await run_node(EditFields, params, ORDERS[:1])
 
 
 async def test_set_static_values_repeat_without_sharing_containers() -> None:
