@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import socket
 import time
 from typing import Any
 
@@ -51,22 +54,33 @@ log = logging.getLogger("klikkflow.worker")
 # Claim jobs a poll found: each one not running yet and due (its score) gets its
 # in-progress key, as arq's per-job WATCH/MULTI transaction does, atomically, until
 # `room` jobs are claimed. KEYS: the queue; ARGV: the in-progress key prefix, now (ms),
-# the in-progress lifetime (ms), room, ids. Answers id, score, id, score, ... claimed.
+# the in-progress lifetime (ms), room, this worker's token (the keys' value), ids.
+# Answers id, score, id, score, ... claimed.
 _CLAIM = """
 local claimed = {}
-for i = 5, #ARGV do
+for i = 6, #ARGV do
   if #claimed >= 2 * tonumber(ARGV[4]) then break end
   local key = ARGV[1] .. ARGV[i]
   if redis.call('EXISTS', key) == 0 then
     local score = redis.call('ZSCORE', KEYS[1], ARGV[i])
     if score and tonumber(score) <= tonumber(ARGV[2]) then
-      redis.call('PSETEX', key, ARGV[3], '1')
+      redis.call('PSETEX', key, ARGV[3], ARGV[5])
       claimed[#claimed + 1] = ARGV[i]
       claimed[#claimed + 1] = score
     end
   end
 end
 return claimed
+"""
+
+
+# Undo a claim whose answer was lost: the in-progress keys of `ids` that hold our token.
+# ARGV: the in-progress key prefix, the token, ids.
+_UNCLAIM = """
+for i = 3, #ARGV do
+  local key = ARGV[1] .. ARGV[i]
+  if redis.call('GET', key) == ARGV[2] then redis.call('DEL', key) end
+end
 """
 
 
@@ -81,9 +95,18 @@ class ClaimingWorker(Worker):
             return
         claim = self.pool.register_script(_CLAIM)
         lifetime = int(self.in_progress_timeout_s * 1000)
-        args: list[str | int] = [in_progress_key_prefix, timestamp_ms(), lifetime, room]
-        args += [j.decode() for j in job_ids]
-        claimed = await claim(keys=[self.queue_name], args=args)
+        token = f"{socket.gethostname()}:{os.getpid()}:{id(self)}"
+        ids = [j.decode() for j in job_ids]
+        args: list[str | int] = [in_progress_key_prefix, timestamp_ms(), lifetime, room, token]
+        try:
+            claimed = await claim(keys=[self.queue_name], args=[*args, *ids])
+        except Exception:
+            # Redis may have run the script and the answer got lost: without this, the jobs
+            # it claimed would look in progress, with nobody running them, for an hour.
+            with contextlib.suppress(Exception):
+                unclaim = self.pool.register_script(_UNCLAIM)
+                await unclaim(args=[in_progress_key_prefix, token, *ids])
+            raise
         for job_id, score in zip(claimed[::2], claimed[1::2], strict=True):
             await self.sem.acquire()
             self.job_counter += 1

@@ -7,13 +7,14 @@ import asyncio
 import uuid
 from datetime import timedelta
 
+import pytest
 from arq import func
 from arq.connections import create_pool
 from arq.constants import in_progress_key_prefix
 from arq.jobs import Job
 
 from klikkflow.kit.stores import arq_redis_settings
-from workers.main import ClaimingWorker
+from workers.main import _CLAIM, ClaimingWorker
 
 
 async def _twice(ctx, n: int) -> int:
@@ -52,6 +53,48 @@ async def test_a_poll_claims_due_jobs_not_running_elsewhere_up_to_its_room(platf
         assert results == {"due": 2, "also-due": 6}
         assert await Job("busy", pool, _queue_name=queue).status() != "complete"
         assert await Job("later", pool, _queue_name=queue).status() == "deferred"
+    finally:
+        await pool.delete(queue)
+        await pool.aclose()
+
+
+async def test_a_claim_whose_answer_is_lost_frees_the_jobs_it_took(platform):
+    pool = await create_pool(arq_redis_settings(platform.redis_url))
+    queue = f"claims-test-{uuid.uuid4().hex[:8]}"
+    try:
+        for job_id in ("a", "b", "elsewhere"):
+            await pool.enqueue_job("twice", 1, _job_id=job_id, _queue_name=queue)
+        await pool.set(in_progress_key_prefix + "elsewhere", b"another worker", px=60_000)
+        worker = ClaimingWorker(
+            functions=[func(_twice, name="twice")],
+            redis_pool=pool,
+            queue_name=queue,
+            burst=True,
+            handle_signals=False,
+        )
+        real = pool.register_script
+
+        def losing(script: str):
+            registered = real(script)
+            if script != _CLAIM:
+                return registered
+
+            async def run_then_lose_the_answer(**kwargs):
+                await registered(**kwargs)  # Redis ran it: the keys are set
+                raise ConnectionError("the answer was lost")
+
+            return run_then_lose_the_answer
+
+        pool.register_script = losing  # type: ignore[method-assign]
+        with pytest.raises(ConnectionError):
+            await worker.start_jobs([b"a", b"b", b"elsewhere"])
+        assert not worker.tasks
+        assert not await pool.exists(in_progress_key_prefix + "a", in_progress_key_prefix + "b")
+        assert await pool.get(in_progress_key_prefix + "elsewhere") == b"another worker"
+        pool.register_script = real  # type: ignore[method-assign]
+        await worker.start_jobs([b"a", b"b"])  # the next poll takes them
+        assert set(worker.tasks) == {"a", "b"}
+        await asyncio.gather(*worker.tasks.values())
     finally:
         await pool.delete(queue)
         await pool.aclose()
