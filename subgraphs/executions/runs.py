@@ -72,29 +72,40 @@ LEASE_SECONDS = 10
 RENEW_SECONDS = 2
 SWEEP_LOCK = "klikkflow:executions:sweep"
 SWEEP_BATCH = 500
+# Lua: `now`, Redis' clock in ms (every worker's lease and slot scores use that one clock).
+_NOW_MS = """
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+"""
 # Set once by the first sweep of a Redis: when it is gone, Redis lost what it held.
 REDIS_EPOCH = "klikkflow:executions:epoch"
 LEASED = "klikkflow:executions:leased"  # execution id -> when its lease lapses (ms)
 # KEYS: lease, cancel flag, LEASED; ARGV: owner, life (ms), execution id. The lease
 # (taken: 1, else 0) and the execution's cancel flag, in one round trip.
-_ACQUIRE = """
+_ACQUIRE = (
+    """
 if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
   return {0, redis.call('GET', KEYS[2])}
 end
-local clock = redis.call('TIME')
-local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+"""
+    + _NOW_MS
+    + """
 redis.call('ZADD', KEYS[3], now + tonumber(ARGV[2]), ARGV[3])
 return {1, redis.call('GET', KEYS[2])}
 """
+)
 # Renew or release a lease only while it is still ours. KEYS: lease, LEASED; ARGV:
 # owner, life (ms), execution id.
-_RENEW = """
+_RENEW = (
+    """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-local clock = redis.call('TIME')
-local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+"""
+    + _NOW_MS
+    + """
 redis.call('ZADD', KEYS[2], now + tonumber(ARGV[2]), ARGV[3])
 return redis.call('PEXPIRE', KEYS[1], ARGV[2])
 """
+)
 _RELEASE = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 redis.call('ZREM', KEYS[2], ARGV[2])
@@ -161,9 +172,9 @@ def lease_key(execution_id: str) -> str:
 
 # A sorted set per organization of the executions running now, scored by when their
 # claim lapses (a worker that dies stops renewing it). ARGV: member, limit, life (ms).
-_TAKE_SLOT = """
-local clock = redis.call('TIME')
-local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+_TAKE_SLOT = (
+    _NOW_MS
+    + """
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 if redis.call('ZSCORE', KEYS[1], ARGV[1]) or redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[2]) then
   redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[1])
@@ -172,6 +183,7 @@ if redis.call('ZSCORE', KEYS[1], ARGV[1]) or redis.call('ZCARD', KEYS[1]) < tonu
 end
 return 0
 """
+)
 
 
 def slots_key(organization_id: str) -> str:
@@ -528,11 +540,10 @@ class RunService:
         lease: Lease,
         snapshot: bytes | None,
     ) -> Status | None:
-        fresh = snapshot is not None and lease.cancelled_by is None
-        if fresh:
-            assert snapshot is not None
-            execution: ExecutionDocument | None = repository.from_snapshot(snapshot)
-        else:  # a cancel may have ended it already
+        fresh = snapshot if lease.cancelled_by is None else None  # a cancel may have ended it
+        if fresh is not None:
+            execution: ExecutionDocument | None = repository.from_snapshot(fresh)
+        else:
             execution = await repository.by_id_unscoped(execution_id)
         if execution is None or execution.status in TERMINAL:
             return None  # gone, or ended by an earlier run of this job: nothing to do
@@ -543,11 +554,10 @@ class RunService:
             await queue.enqueue_job(RUN_EXECUTION, execution_id, _job_id=job_id, _defer_by=1)
             return execution.status
         events: list[Event]
-        if fresh and execution.retry_of is None:
+        if fresh is not None and execution.retry_of is None:
             events, seq = [], 1  # its job's first try: the log holds its queued event only
-        # Otherwise its log tells, even if it is still queued: a worker that died may have
-        # written a page (its first) and not the status after it.
-        else:
+        else:  # its log tells, even if it is still queued: a worker that died may have
+            # written a page (its first) and not the status after it
             events, seq = await _engine_events(execution)
         sink = _Log(redis, execution, seq)
         sink.lease = lease
