@@ -345,6 +345,20 @@ def _zone_table(name: str) -> str | None:
     return json.dumps(table)
 
 
+# The runtime's functions Python calls (runtime.js, __kfApi).
+_API = (
+    "register",
+    "configure",
+    "useLuxon",
+    "setOutput",
+    "forgetOutput",
+    "where",
+    "seal",
+    "intact",
+    "run",
+)
+
+
 @cache
 def _js_source(name: str) -> str:
     return resources.files("klikkflow.engine").joinpath("js", name).read_text(encoding="utf-8")
@@ -354,7 +368,13 @@ def _js_source(name: str) -> str:
 
 
 class ExpressionEngine:
-    """One per execution: a fresh QuickJS context, so nothing leaks between executions.
+    """The expressions of one execution at a time, in a QuickJS context of their own.
+
+    An engine may serve the next execution of the same workflow version once this one is
+    done (``reusable``, then ``restart``), keeping what it compiled: only if the
+    expressions left the global object and the core built-ins as they found them, and
+    never after Luxon was loaded (it keeps settings out of sight). Anything else starts
+    a fresh context, so nothing one execution leaves behind reaches another.
 
     Not thread-safe: use an engine from one thread (one execution's task) at a time.
     """
@@ -393,11 +413,13 @@ class ExpressionEngine:
         ctx.set_memory_limit(self._memory_limit)
         ctx.set_max_stack_size(1 * 2**20)
         ctx.eval(_js_source("runtime.js"))
-        ctx.eval("__kf.configure")(_encoder.encode(self._env), json.dumps(self._node_names))
+        api = {name: ctx.eval(f"__kfApi.{name}") for name in _API}
+        ctx.eval("delete globalThis.__kfApi")
         self._context = ctx
-        self._run = ctx.eval("__kf.run")
-        self._set_output = ctx.eval("__kf.setOutput")
-        self._register_fn = ctx.eval("__kf.register")
+        self._api = api
+        self._run = api["run"]
+        self._set_output = api["setOutput"]
+        self._register_fn = api["register"]
         self._templates: dict[str, _Template] = {}
         self._builders: dict[str, _Builder] = {}
         self._loaded_outputs: set[str] = set()
@@ -405,9 +427,45 @@ class ExpressionEngine:
         self._extensions = False
         self._zones: set[str] = set()
         self._data_size = 0
+        self._dirty = False  # changed by expressions (found out while loading the helpers)
+        self._configure()
+        api["seal"]()
+
+    def _configure(self) -> None:
+        self._api["configure"](_encoder.encode(self._env), json.dumps(self._node_names))
+
+    def reusable(self) -> bool:
+        """Whether this engine may serve another execution of its workflow version."""
+        if self._context is None or self._luxon or self._dirty:
+            return False
+        try:
+            return bool(self._api["intact"]())
+        except quickjs.JSException:
+            return False
+
+    def restart(
+        self,
+        *,
+        execution_id: str,
+        variables: dict[str, Any] | None = None,
+        mode: str = "manual",
+        resume_url: str | None = None,
+    ) -> None:
+        """Serve the next execution (of the same workflow version): its `$execution` and
+        `$vars`, no node outputs; compiled templates are kept."""
+        assert self._context is not None, "ExpressionEngine is closed"
+        execution: dict[str, Any] = {"id": execution_id, "mode": mode}
+        if resume_url is not None:
+            execution["resumeUrl"] = resume_url
+        self._env = {**self._env, "vars": variables or {}, "execution": execution}
+        self._configure()  # (drops the outputs in JS too)
+        self._outputs = {}
+        self._loaded_outputs = set()
+        self._data_size = 0
 
     def close(self) -> None:
         self._context = None
+        self._api = {}
         self._templates = {}
         self._builders = {}
         self._outputs = {}
@@ -424,7 +482,7 @@ class ExpressionEngine:
         self._outputs[node_name] = items
         if node_name in self._loaded_outputs and self._context is not None:
             self._loaded_outputs.discard(node_name)
-            self._context.eval("__kf.forgetOutput")(node_name)
+            self._api["forgetOutput"](node_name)
 
     def _load_outputs(self, names: frozenset[str] | None) -> None:
         wanted = self._outputs.keys() if names is None else names & self._outputs.keys()
@@ -439,7 +497,10 @@ class ExpressionEngine:
     def _ensure_extensions(self) -> None:
         if not self._extensions:
             assert self._context is not None
+            # What expressions changed so far would pass for part of the helpers.
+            self._dirty = self._dirty or not self._api["intact"]()
             self._context.eval(_js_source("extensions.js"))
+            self._api["seal"]()
             self._extensions = True
 
     def _ensure_luxon(self, code: str) -> None:
@@ -451,8 +512,9 @@ class ExpressionEngine:
             zone = json.dumps(self._timezone)
             self._context.eval(
                 f"__kfIntl.setDefaultZone({zone}); luxon.Settings.defaultZone = {zone};"
-                " luxon.Settings.defaultLocale = 'en-US'; __kf.useLuxon(luxon);"
+                " luxon.Settings.defaultLocale = 'en-US';"
             )
+            self._api["useLuxon"]()
             self._luxon = True
         for match in _QUOTED.finditer(code):
             self._add_zone(match[2])
@@ -611,7 +673,7 @@ class ExpressionEngine:
         message = _first_line(exc)
         try:
             self._context.set_time_limit(-1)
-            where = json.loads(self._context.eval("__kf.where()"))
+            where = json.loads(self._api["where"]())
             if not message.startswith(_RESOURCE_ERRORS):
                 message = where["error"] or message
             if message == "null":

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -44,6 +45,42 @@ from klikkflow.engine.workflow import OnError
 from klikkflow.nodes.base import MAIN, NodeError, Wait
 
 EventSink = Callable[[Event], Awaitable[None]]
+
+
+class EnginePool:
+    """Idle expression engines by compiled workflow version (a Graph), at most `limit` in
+    all, the least recently used version's dropped first. A run takes one that an earlier
+    run of its version left, with the templates it compiled, or makes a new one; an
+    engine goes back only if its expressions changed nothing shared
+    (ExpressionEngine.reusable). For one event loop: take and give never await."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._idle: OrderedDict[int, tuple[Graph, list[ExpressionEngine]]] = OrderedDict()
+        self._count = 0
+
+    def take(self, graph: Graph) -> ExpressionEngine | None:
+        entry = self._idle.get(id(graph))  # (an entry holds its graph: ids stay unique)
+        if entry is None or not entry[1]:
+            return None
+        self._idle.move_to_end(id(graph))
+        self._count -= 1
+        return entry[1].pop()
+
+    def give(self, graph: Graph, engine: ExpressionEngine) -> None:
+        if not engine.reusable():
+            engine.close()
+            return
+        entry = self._idle.setdefault(id(graph), (graph, []))
+        self._idle.move_to_end(id(graph))
+        entry[1].append(engine)
+        self._count += 1
+        while self._count > self.limit:
+            key, (_, engines) = next(iter(self._idle.items()))
+            engines.pop(0).close()
+            self._count -= 1
+            if not engines:
+                del self._idle[key]
 
 
 class NoStartNode(Exception):
@@ -89,11 +126,20 @@ class Runner:
     default_timeout: int | None = None  # seconds, when the workflow sets none
     node_extras: dict[str, Any] = field(default_factory=dict)  # see RunContext.extras
     resume_url: str | None = None  # `$execution.resumeUrl`: a call to it wakes a Wait
+    engines: EnginePool | None = None  # where the expression engine comes from, goes back
     state: State = field(default_factory=State)
 
     def __post_init__(self) -> None:
         workflow = self.graph.workflow
-        self.expressions = ExpressionEngine(
+        reused = self.engines.take(self.graph) if self.engines is not None else None
+        if reused is not None:
+            reused.restart(
+                execution_id=self.execution_id,
+                variables=self.variables,
+                mode=self.mode,
+                resume_url=self.resume_url,
+            )
+        self.expressions = reused or ExpressionEngine(
             execution_id=self.execution_id,
             workflow={"id": workflow.id, "name": workflow.name, "active": False},
             variables=self.variables,
@@ -101,6 +147,7 @@ class Runner:
             mode=self.mode,
             resume_url=self.resume_url,
         )
+        self._closed = False
         self._tasks: dict[str, asyncio.Task[list[Event]]] = {}
 
     # ---- entry points ----------------------------------------------------------------
@@ -388,4 +435,10 @@ class Runner:
                     break
 
     def close(self) -> None:
-        self.expressions.close()
+        if self._closed:  # (twice would give the engine back twice)
+            return
+        self._closed = True
+        if self.engines is not None:
+            self.engines.give(self.graph, self.expressions)
+        else:
+            self.expressions.close()

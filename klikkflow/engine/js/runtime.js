@@ -3,10 +3,14 @@
 // __kf.run once per evaluate() with all items as one JSON string; the item loop
 // runs in JS and the results come back as one JSON string.
 // Only what every execution needs lives here: QuickJS parses this file into each
-// new context, so its size is paid per execution. The n8n-style helpers
-// (extensions.js) and Luxon are loaded by Python only when an expression names them.
+// new context. The n8n-style helpers (extensions.js) and Luxon are loaded by Python only
+// when an expression names them. A context serves the executions of one workflow version
+// one after the other (expressions.py, ExpressionEngine.reuse).
 (function (g) {
   "use strict";
+  // Taken now: expressions may replace the global JSON, not the runtime's.
+  const parse = JSON.parse;
+  const stringify = JSON.stringify;
 
   // ---- node outputs ($node["Name"], $("Name"))
   const outputs = new Map(); // name -> items
@@ -120,52 +124,107 @@
     // QuickJS throws null when it runs out of memory while raising out-of-memory.
     if (e === null) return "InternalError: out of memory (null thrown)";
     try {
-      return `Uncaught ${typeof e === "string" ? e : JSON.stringify(e)}`;
+      return `Uncaught ${typeof e === "string" ? e : stringify(e)}`;
     } catch (_) {
       return `Uncaught ${String(e)}`;
     }
   }
 
-  g.__kf = {
+  // What compiled templates use (the only part of the runtime left on the global object).
+  g.__kf = Object.freeze({
     // Text rendering of a segment's value inside a larger string, as n8n does.
     str(v) {
       if (v === null || v === undefined) return "";
       if (typeof v === "object") {
         if (typeof v.toJSON === "function" && !Array.isArray(v)) return String(v.toJSON());
-        return JSON.stringify(v);
+        return stringify(v);
       }
       return String(v);
-    },
-    register(factory) {
-      fns.push(factory);
-      return fns.length - 1;
     },
     factory(id) {
       return fns[id];
     },
-    configure(envText, nodeNamesText) {
-      env = JSON.parse(envText);
-      const names = JSON.parse(nodeNamesText);
-      knownNodes = names === null ? null : new Set(names);
+  });
+
+  // ---- reuse: an engine goes on to the next execution of its workflow version only if
+  // expressions left the global object and the core built-ins as they found them.
+  const ownNames = Object.getOwnPropertyNames;
+  const ownSymbols = Object.getOwnPropertySymbols;
+  const CORE = [Object, Array, String, Number, Boolean, Function, Symbol, Date, RegExp, Map,
+    Set, WeakMap, WeakSet, Promise, Error, TypeError, RangeError, SyntaxError, ReferenceError,
+    BigInt, ArrayBuffer, Uint8Array];
+  const watched = [];
+  for (let i = 0; i < CORE.length; i++) watched.push(CORE[i], CORE[i].prototype);
+  watched.push(Math, JSON, Reflect, Object.getPrototypeOf(Uint8Array),
+    Object.getPrototypeOf(Uint8Array.prototype), Object.getPrototypeOf([][Symbol.iterator]()),
+    Object.getPrototypeOf(Object.getPrototypeOf([][Symbol.iterator]())));
+  let globalNames = null; // the global object's own names, in order
+  let globalValues = null;
+  let globalSymbols = 0;
+  let counts = null; // own property count of each watched object
+
+  function countOf(o) {
+    return ownNames(o).length + ownSymbols(o).length;
+  }
+
+  function seal() {
+    globalNames = ownNames(g);
+    globalSymbols = ownSymbols(g).length;
+    globalValues = [];
+    for (let i = 0; i < globalNames.length; i++) globalValues.push(g[globalNames[i]]);
+    counts = [];
+    for (let i = 0; i < watched.length; i++) counts.push(countOf(watched[i]));
+  }
+
+  function intact() {
+    const names = ownNames(g);
+    if (names.length !== globalNames.length || ownSymbols(g).length !== globalSymbols) {
+      return false;
+    }
+    for (let i = 0; i < names.length; i++) {
+      const v = g[names[i]];
+      // (NaN is the one value not equal to itself)
+      if (names[i] !== globalNames[i] || (v !== globalValues[i] && v === v)) return false;
+    }
+    for (let i = 0; i < watched.length; i++) {
+      if (countOf(watched[i]) !== counts[i]) return false;
+    }
+    return true;
+  }
+
+  // Python takes these handles once and removes them from the global object, out of
+  // expressions' reach.
+  g.__kfApi = {
+    register(factory) {
+      fns.push(factory);
+      return fns.length - 1;
     },
-    useLuxon(lib) {
-      luxon = lib;
+    configure(envText, nodeNamesText) {
+      env = parse(envText);
+      const names = parse(nodeNamesText);
+      knownNodes = names === null ? null : new Set(names);
+      outputs.clear();
+    },
+    useLuxon() {
+      luxon = g.luxon;
     },
     setOutput(name, itemsText) {
-      outputs.set(name, JSON.parse(itemsText));
+      outputs.set(name, parse(itemsText));
     },
     forgetOutput(name) {
       outputs.delete(name);
     },
     where() {
-      return JSON.stringify(state);
+      return stringify(state);
     },
+    seal: seal,
+    intact: intact,
     run(fnId, itemsText, full, runIndex) {
       state.fn = 0;
       state.item = 0;
       state.seg = 0;
       state.error = null;
-      const raw = JSON.parse(itemsText);
+      const raw = parse(itemsText);
       const cur = { i: 0 };
       const build = fns[fnId](runContext(raw, full, cur, runIndex));
       const n = raw.length;
@@ -180,11 +239,11 @@
           const it = raw[i];
           out.push(full ? build(it.json, it.binary, i) : build(it, undefined, i));
           if (out.length === CHUNK) {
-            chunks.push(JSON.stringify(out).slice(1, -1));
+            chunks.push(stringify(out).slice(1, -1));
             out = [];
           }
         }
-        if (out.length > 0) chunks.push(JSON.stringify(out).slice(1, -1));
+        if (out.length > 0) chunks.push(stringify(out).slice(1, -1));
         // (join, not +: the Python binding cannot read QuickJS rope strings)
         return ["[", chunks.join(","), "]"].join("");
       } catch (e) {

@@ -232,6 +232,64 @@ def test_globals_do_not_leak_between_engines(engine: ExpressionEngine) -> None:
     assert ev(other, "{{ typeof leak }}") == ["undefined", "undefined"]
 
 
+def test_a_reused_engine_serves_the_next_execution_with_nothing_of_the_last(
+    engine: ExpressionEngine,
+) -> None:
+    engine.set_node_output("Fetch", [{"json": {"id": 10}}])
+    assert ev(engine, "{{ $node['Fetch'].json.id }} {{ $execution.id }} {{ $vars.region }}") == [
+        "10 ex-1 eu",
+        "10 ex-1 eu",
+    ]
+    assert engine.reusable()
+    engine.restart(execution_id="ex-2", variables={"region": "us"}, mode="webhook")
+    assert ev(engine, "{{ $execution.id }} {{ $execution.mode }} {{ $vars.region }}") == [
+        "ex-2 webhook us",
+        "ex-2 webhook us",
+    ]
+    with pytest.raises(ExpressionError, match='node "Fetch" has not run yet'):
+        ev(engine, "{{ $node['Fetch'].json.id }}")
+    engine.set_node_output("Fetch", [{"json": {"id": 20}}])
+    assert ev(engine, "{{ $node['Fetch'].json.id }}") == [20, 20]
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "{{ globalThis.leak = 42 }}",
+        "{{ leak = 42 }}",  # an undeclared name: a global in sloppy code
+        "{{ delete globalThis.JSON }}",
+        "{{ globalThis.Math = {} }}",
+        "{{ Object.prototype.leak = 42 }}",
+        "{{ Array.prototype.leak = () => 42 }}",
+        "{{ Object.defineProperty(String.prototype, Symbol.for('x'), {value: 1}) && 1 }}",
+        "{{ DateTime.now() && 1 }}",  # Luxon keeps settings in closures
+    ],
+)
+def test_an_engine_whose_expressions_changed_shared_things_is_not_reused(
+    engine: ExpressionEngine, value: str
+) -> None:
+    ev(engine, value, ITEMS[:1])
+    assert not engine.reusable()
+
+
+def test_changes_made_before_the_helpers_load_still_count(engine: ExpressionEngine) -> None:
+    assert ev(engine, "{{ [1, 2].sum() }}", ITEMS[:1]) == [3]  # loading them is no change
+    assert engine.reusable()
+    fresh = ExpressionEngine(execution_id="ex-2", workflow=WORKFLOW)
+    ev(fresh, "{{ globalThis.leak = 1 }}", ITEMS[:1])
+    assert ev(fresh, "{{ 'abc'.isEmpty() }}", ITEMS[:1]) == [False]
+    assert not fresh.reusable()
+
+
+def test_the_runtime_is_out_of_expressions_reach(engine: ExpressionEngine) -> None:
+    assert ev(engine, "{{ typeof __kfApi }} {{ Object.isFrozen(__kf) }}", ITEMS[:1]) == [
+        "undefined true"
+    ]
+    with pytest.raises(ExpressionError, match="TypeError"):
+        ev(engine, "{{ (() => { 'use strict'; __kf.str = () => 'x'; })() }}", ITEMS[:1])
+    assert engine.reusable()
+
+
 @pytest.mark.parametrize(
     "name", ["std", "os", "require", "process", "fetch", "XMLHttpRequest", "print"]
 )

@@ -8,9 +8,10 @@ import itertools
 import pytest
 
 from klikkflow.engine.graph import InvalidWorkflow, compile_workflow
-from klikkflow.engine.runner import Runner
+from klikkflow.engine.runner import EnginePool, Runner
 from klikkflow.engine.state import ExecutionStatus, NodeStatus, State
 from klikkflow.engine.workflow import Workflow
+from klikkflow.nodes.registry import default_registry
 from tests.klikkflow.engine.nodes_for_tests import registry
 
 _ids = itertools.count()
@@ -387,3 +388,55 @@ async def test_the_default_timeout_bounds_a_workflow_that_sets_none():
     )
     _, longer, _ = await run(own, default_timeout=1)  # the workflow's own limit wins
     assert longer.status == ExecutionStatus.SUCCEEDED
+
+
+def _stamping(value: str) -> Workflow:
+    """Start -> Stamp (Edit Fields: `stamp` = value, from the expression)."""
+    stamp = {
+        "name": "Stamp",
+        "type": "set",
+        "typeVersion": 3.4,
+        "parameters": {
+            "mode": "manual",
+            "includeOtherFields": True,
+            "assignments": {"assignments": [{"name": "stamp", "type": "string", "value": value}]},
+        },
+    }
+    return workflow([start(), stamp], [("Start", "Stamp")])
+
+
+async def _run_pooled(graph, pool: EnginePool, execution_id: str) -> tuple[Runner, State]:
+    runner = Runner(graph, execution_id=execution_id, engines=pool)
+    state = await runner.run([{"json": {"n": 1}}])
+    runner.close()
+    return runner, state
+
+
+async def test_runs_of_a_version_reuse_its_expression_engine_with_their_own_values():
+    pool = EnginePool(limit=4)
+    graph = compile_workflow(_stamping("={{ $execution.id }}"), default_registry())
+    first, state = await _run_pooled(graph, pool, "ex-1")
+    assert outputs(state, "Stamp") == [{"n": 1, "stamp": "ex-1"}]
+    second, state = await _run_pooled(graph, pool, "ex-2")
+    assert second.expressions is first.expressions
+    assert outputs(state, "Stamp") == [{"n": 1, "stamp": "ex-2"}]
+    second.close()  # a second close gives nothing back twice
+    assert pool.take(graph) is first.expressions
+    assert pool.take(graph) is None
+    other = compile_workflow(_stamping("={{ $execution.id }}"), default_registry())
+    third, _ = await _run_pooled(other, pool, "ex-3")  # another version: an engine of its own
+    assert third.expressions is not first.expressions
+
+
+async def test_an_engine_left_changed_is_dropped_and_the_pool_keeps_its_limit():
+    pool = EnginePool(limit=2)
+    leak = _stamping("={{ globalThis.seen = $execution.id }}")
+    leaky = compile_workflow(leak, default_registry())
+    first, _ = await _run_pooled(leaky, pool, "ex-1")
+    second, _ = await _run_pooled(leaky, pool, "ex-2")
+    assert second.expressions is not first.expressions
+    assert pool.take(leaky) is None
+    graphs = [compile_workflow(_stamping("={{ 1 }}"), default_registry()) for _ in range(3)]
+    runners = [(await _run_pooled(g, pool, f"ex-{k}"))[0] for k, g in enumerate(graphs)]
+    assert pool.take(graphs[0]) is None  # the least recently used went first
+    assert [pool.take(g) for g in graphs[1:]] == [r.expressions for r in runners[1:]]
