@@ -435,13 +435,19 @@ class ExpressionEngine:
         self._api["configure"](_encoder.encode(self._env), json.dumps(self._node_names))
 
     def reusable(self) -> bool:
-        """Whether this engine may serve another execution of its workflow version."""
-        if self._context is None or self._luxon or self._dirty:
+        """Whether this engine may serve another execution of its workflow version: not if
+        a job its expressions queued (a promise's) is pending, nor if they changed what
+        `intact` watches."""
+        ctx = self._context
+        if ctx is None or self._luxon or self._dirty:
             return False
+        ctx.set_time_limit(self._time_limit)
         try:
-            return bool(self._api["intact"]())
+            return not ctx.execute_pending_job() and bool(self._api["intact"]())
         except quickjs.JSException:
             return False
+        finally:
+            ctx.set_time_limit(-1)
 
     def restart(
         self,
@@ -458,7 +464,11 @@ class ExpressionEngine:
         if resume_url is not None:
             execution["resumeUrl"] = resume_url
         self._env = {**self._env, "vars": variables or {}, "execution": execution}
-        self._configure()  # (drops the outputs in JS too)
+        self._context.set_time_limit(self._time_limit)
+        try:
+            self._configure()  # (drops the outputs in JS too)
+        finally:
+            self._context.set_time_limit(-1)
         self._outputs = {}
         self._loaded_outputs = set()
         self._data_size = 0
@@ -498,9 +508,10 @@ class ExpressionEngine:
         if not self._extensions:
             assert self._context is not None
             # What expressions changed so far would pass for part of the helpers.
-            self._dirty = self._dirty or not self._api["intact"]()
+            self._dirty = self._dirty or not self.reusable()
             self._context.eval(_js_source("extensions.js"))
-            self._api["seal"]()
+            if not self._dirty:
+                self._api["seal"]()
             self._extensions = True
 
     def _ensure_luxon(self, code: str) -> None:

@@ -661,7 +661,8 @@ class RunService:
             max_output_bytes=self.settings.node_output_max_bytes,
             default_timeout=self.settings.execution_timeout_seconds,
             resume_url=self._resume_url(str(execution.id)),
-            engines=_ENGINES,
+            # (a draft compiles afresh for every run: nothing to hand on)
+            engines=_ENGINES if execution.workflow_version is not None else None,
         )
 
     def _resume_url(self, execution_id: str) -> str | None:

@@ -4,22 +4,26 @@
 // runs in JS and the results come back as one JSON string.
 // Only what every execution needs lives here: QuickJS parses this file into each
 // new context. The n8n-style helpers (extensions.js) and Luxon are loaded by Python only
-// when an expression names them. A context serves the executions of one workflow version
-// one after the other (expressions.py, ExpressionEngine.reuse).
+// when an expression names them. A context may serve the executions of one workflow
+// version one after the other (expressions.py, ExpressionEngine.reusable).
 (function (g) {
   "use strict";
-  // Taken now: expressions may replace the global JSON, not the runtime's.
+  // Taken now: expressions may replace built-ins, never the ones the runtime uses.
   const parse = JSON.parse;
   const stringify = JSON.stringify;
+  const apply = Reflect.apply;
+  const create = Object.create;
+  const sliceText = String.prototype.slice;
+  const joinList = Array.prototype.join;
 
-  // ---- node outputs ($node["Name"], $("Name"))
-  const outputs = new Map(); // name -> items
-  let knownNodes = null; // Set of the workflow's node names, when the workflow lists them
+  // ---- node outputs ($node["Name"], $("Name")), in objects without a prototype
+  let outputs = create(null); // name -> items
+  let knownNodes = null; // the workflow's node names (as keys), when the workflow lists them
 
   function itemsOf(name) {
-    const items = outputs.get(name);
+    const items = outputs[name];
     if (items !== undefined) return items;
-    if (knownNodes !== null && !knownNodes.has(name)) {
+    if (knownNodes !== null && !(name in knownNodes)) {
       throw new ReferenceError(`no node named "${name}" in this workflow`);
     }
     throw new ReferenceError(`node "${name}" has not run yet, so it has no output`);
@@ -71,10 +75,11 @@
       : function (i) {
           return { json: raw[i] };
         };
-    const accessCache = new Map();
+    const accessCache = create(null);
     function access(name) {
-      let a = accessCache.get(name);
-      if (a === undefined) accessCache.set(name, (a = nodeAccess(String(name), cur)));
+      const key = String(name);
+      let a = accessCache[key];
+      if (a === undefined) accessCache[key] = a = nodeAccess(key, cur);
       return a;
     }
     const r = {
@@ -147,47 +152,86 @@
   });
 
   // ---- reuse: an engine goes on to the next execution of its workflow version only if
-  // expressions left the global object and the core built-ins as they found them.
-  const ownNames = Object.getOwnPropertyNames;
-  const ownSymbols = Object.getOwnPropertySymbols;
-  const CORE = [Object, Array, String, Number, Boolean, Function, Symbol, Date, RegExp, Map,
-    Set, WeakMap, WeakSet, Promise, Error, TypeError, RangeError, SyntaxError, ReferenceError,
-    BigInt, ArrayBuffer, Uint8Array];
-  const watched = [];
-  for (let i = 0; i < CORE.length; i++) watched.push(CORE[i], CORE[i].prototype);
-  watched.push(Math, JSON, Reflect, Object.getPrototypeOf(Uint8Array),
-    Object.getPrototypeOf(Uint8Array.prototype), Object.getPrototypeOf([][Symbol.iterator]()),
-    Object.getPrototypeOf(Object.getPrototypeOf([][Symbol.iterator]())));
-  let globalNames = null; // the global object's own names, in order
-  let globalValues = null;
-  let globalSymbols = 0;
-  let counts = null; // own property count of each watched object
+  // its expressions left the global object, and the built-ins it holds and their
+  // prototypes, as they found them (property names and count, the global object's values,
+  // prototype, extensibility). Only property descriptors are read: no getter an
+  // expression may have put somewhere runs.
+  const ownKeys = Reflect.ownKeys;
+  const describe1 = Object.getOwnPropertyDescriptor;
+  const protoOf = Object.getPrototypeOf;
+  const extensible = Object.isExtensible;
+  const same = Object.is;
+  const watched = []; // the global object, its values that are objects, their prototypes
+  let record = null; // per watched object: [prototype, extensible, key count]
+  let globalKeys = null;
+  let globalSlots = null; // per global: value, get, set
 
-  function countOf(o) {
-    return ownNames(o).length + ownSymbols(o).length;
+  // Built-in prototypes no global names.
+  const arrayIterator = protoOf([][Symbol.iterator]());
+  const HIDDEN = [
+    arrayIterator,
+    protoOf(arrayIterator),
+    protoOf(""[Symbol.iterator]()),
+    protoOf(new Map()[Symbol.iterator]()),
+    protoOf(new Set()[Symbol.iterator]()),
+    protoOf(function* () {}),
+    protoOf(function* () {}).prototype,
+    protoOf(async function () {}),
+    protoOf(Uint8Array),
+    protoOf(Uint8Array.prototype),
+  ];
+
+  function isObject(v) {
+    return (typeof v === "object" && v !== null) || typeof v === "function";
+  }
+
+  function watch(o) {
+    if (!isObject(o)) return;
+    for (let i = 0; i < watched.length; i++) if (watched[i] === o) return;
+    watched[watched.length] = o;
   }
 
   function seal() {
-    globalNames = ownNames(g);
-    globalSymbols = ownSymbols(g).length;
-    globalValues = [];
-    for (let i = 0; i < globalNames.length; i++) globalValues.push(g[globalNames[i]]);
-    counts = [];
-    for (let i = 0; i < watched.length; i++) counts.push(countOf(watched[i]));
+    watched.length = 0;
+    watch(g);
+    globalKeys = ownKeys(g);
+    globalSlots = [];
+    for (let i = 0; i < globalKeys.length; i++) {
+      const d = describe1(g, globalKeys[i]);
+      globalSlots[globalSlots.length] = d.value;
+      globalSlots[globalSlots.length] = d.get;
+      globalSlots[globalSlots.length] = d.set;
+      watch(d.value);
+    }
+    const globals = watched.length;
+    for (let i = 1; i < globals; i++) {
+      const d = describe1(watched[i], "prototype");
+      if (d !== undefined) watch(d.value);
+    }
+    for (let i = 0; i < HIDDEN.length; i++) watch(HIDDEN[i]);
+    record = [];
+    for (let i = 0; i < watched.length; i++) {
+      const o = watched[i];
+      record[i] = [protoOf(o), extensible(o), ownKeys(o).length];
+    }
   }
 
   function intact() {
-    const names = ownNames(g);
-    if (names.length !== globalNames.length || ownSymbols(g).length !== globalSymbols) {
-      return false;
-    }
-    for (let i = 0; i < names.length; i++) {
-      const v = g[names[i]];
-      // (NaN is the one value not equal to itself)
-      if (names[i] !== globalNames[i] || (v !== globalValues[i] && v === v)) return false;
+    const keys = ownKeys(g);
+    if (keys.length !== globalKeys.length) return false;
+    for (let i = 0; i < keys.length; i++) {
+      if (keys[i] !== globalKeys[i]) return false;
+      const d = describe1(g, keys[i]);
+      const k = 3 * i;
+      if (!same(d.value, globalSlots[k]) || d.get !== globalSlots[k + 1]) return false;
+      if (d.set !== globalSlots[k + 2]) return false;
     }
     for (let i = 0; i < watched.length; i++) {
-      if (countOf(watched[i]) !== counts[i]) return false;
+      const o = watched[i];
+      const r = record[i];
+      if (protoOf(o) !== r[0] || extensible(o) !== r[1] || ownKeys(o).length !== r[2]) {
+        return false;
+      }
     }
     return true;
   }
@@ -196,23 +240,27 @@
   // expressions' reach.
   g.__kfApi = {
     register(factory) {
-      fns.push(factory);
+      fns[fns.length] = factory;
       return fns.length - 1;
     },
     configure(envText, nodeNamesText) {
       env = parse(envText);
       const names = parse(nodeNamesText);
-      knownNodes = names === null ? null : new Set(names);
-      outputs.clear();
+      knownNodes = null;
+      if (names !== null) {
+        knownNodes = create(null);
+        for (let i = 0; i < names.length; i++) knownNodes[names[i]] = true;
+      }
+      outputs = create(null);
     },
     useLuxon() {
       luxon = g.luxon;
     },
     setOutput(name, itemsText) {
-      outputs.set(name, parse(itemsText));
+      outputs[name] = parse(itemsText);
     },
     forgetOutput(name) {
-      outputs.delete(name);
+      delete outputs[name];
     },
     where() {
       return stringify(state);
@@ -237,15 +285,15 @@
           cur.i = i;
           state.item = i;
           const it = raw[i];
-          out.push(full ? build(it.json, it.binary, i) : build(it, undefined, i));
+          out[out.length] = full ? build(it.json, it.binary, i) : build(it, undefined, i);
           if (out.length === CHUNK) {
-            chunks.push(stringify(out).slice(1, -1));
+            chunks[chunks.length] = apply(sliceText, stringify(out), [1, -1]);
             out = [];
           }
         }
-        if (out.length > 0) chunks.push(stringify(out).slice(1, -1));
+        if (out.length > 0) chunks[chunks.length] = apply(sliceText, stringify(out), [1, -1]);
         // (join, not +: the Python binding cannot read QuickJS rope strings)
-        return ["[", chunks.join(","), "]"].join("");
+        return apply(joinList, ["[", apply(joinList, chunks, [","]), "]"], [""]);
       } catch (e) {
         try {
           state.error = describe(e);

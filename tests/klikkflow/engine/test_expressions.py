@@ -263,6 +263,15 @@ def test_a_reused_engine_serves_the_next_execution_with_nothing_of_the_last(
         "{{ Array.prototype.leak = () => 42 }}",
         "{{ Object.defineProperty(String.prototype, Symbol.for('x'), {value: 1}) && 1 }}",
         "{{ DateTime.now() && 1 }}",  # Luxon keeps settings in closures
+        "{{ Math = NaN }}",
+        "{{ (Object.setPrototypeOf(Array.prototype, {leak: 1}), 1) }}",
+        "{{ EvalError.leak = Float64Array.leak = 1 }}",
+        "{{ Object.getPrototypeOf(function* () {}).leak = 1 }}",
+        "{{ Object.getPrototypeOf(new Map().keys()).leak = 1 }}",
+        "{{ (Object.preventExtensions(globalThis), 1) }}",
+        "{{ (Object.freeze(Object.prototype), 1) }}",
+        # a promise's job still pending: it would run (or hold its data) in the next one
+        "{{ ((async () => { await 0; return $json.n })(), 1) }}",
     ],
 )
 def test_an_engine_whose_expressions_changed_shared_things_is_not_reused(
@@ -270,6 +279,26 @@ def test_an_engine_whose_expressions_changed_shared_things_is_not_reused(
 ) -> None:
     ev(engine, value, ITEMS[:1])
     assert not engine.reusable()
+
+
+def test_checking_an_engine_runs_no_code_an_expression_left(engine: ExpressionEngine) -> None:
+    # A getter handing back the real Math would fool a check that reads the global.
+    same = "{ get: ((m) => () => m)(Math) }"
+    ev(engine, f"{{{{ (Object.defineProperty(globalThis, 'Math', {same}), Math.max(1, 2)) }}}}")
+    assert not engine.reusable()  # (read as a property descriptor: the getter never runs)
+
+
+def test_the_runtime_keeps_its_own_outputs_whatever_expressions_replace(
+    engine: ExpressionEngine,
+) -> None:
+    engine.set_node_output("Fetch", [{"json": {"card": "4111-A"}}])
+    replace = "Map.prototype.clear = Map.prototype.get = Map.prototype.delete = () => {}"
+    assert ev(
+        engine, f"{{{{ $('Fetch').item.json.card }}}} {{{{ ({replace}, 1) }}}}", ITEMS[:1]
+    ) == ["4111-A 1"]
+    engine.restart(execution_id="ex-2")
+    with pytest.raises(ExpressionError, match='node "Fetch" has not run yet'):
+        ev(engine, "{{ $('Fetch').item.json.card }}", ITEMS[:1])
 
 
 def test_changes_made_before_the_helpers_load_still_count(engine: ExpressionEngine) -> None:
