@@ -149,6 +149,7 @@ class Runner:
         )
         self._closed = False
         self._tasks: dict[str, asyncio.Task[list[Event]]] = {}
+        self._stopped: list[asyncio.Task[list[Event]]] = []  # cancelled, maybe not over yet
 
     # ---- entry points ----------------------------------------------------------------
 
@@ -264,6 +265,7 @@ class Runner:
         finally:
             for task in self._tasks.values():
                 task.cancel()
+            self._stopped.extend(self._tasks.values())
             self._tasks.clear()
 
     async def _launch(self, command: RunNode) -> None:
@@ -438,7 +440,9 @@ class Runner:
         if self._closed:  # (twice would give the engine back twice)
             return
         self._closed = True
-        if self.engines is not None:
+        # A node's task that has not ended yet (cancelled) might still use the engine.
+        running = any(not t.done() for t in [*self._tasks.values(), *self._stopped])
+        if self.engines is not None and not running:
             self.engines.give(self.graph, self.expressions)
         else:
             self.expressions.close()

@@ -11,6 +11,7 @@ from klikkflow.engine.graph import InvalidWorkflow, compile_workflow
 from klikkflow.engine.runner import EnginePool, Runner
 from klikkflow.engine.state import ExecutionStatus, NodeStatus, State
 from klikkflow.engine.workflow import Workflow
+from klikkflow.nodes.base import MAIN, NodeType
 from klikkflow.nodes.registry import default_registry
 from tests.klikkflow.engine.nodes_for_tests import registry
 
@@ -440,3 +441,35 @@ async def test_an_engine_left_changed_is_dropped_and_the_pool_keeps_its_limit():
     runners = [(await _run_pooled(g, pool, f"ex-{k}"))[0] for k, g in enumerate(graphs)]
     assert pool.take(graphs[0]) is None  # the least recently used went first
     assert [pool.take(g) for g in graphs[1:]] == [r.expressions for r in runners[1:]]
+
+
+class _Lingering(NodeType):
+    """Goes on for a moment after it is cancelled."""
+
+    type = "test.lingering"
+    display_name = "Lingering"
+    description = "Sleeps; once cancelled, sleeps a little more."
+    category = "core"
+
+    async def run(self, ctx, params, inputs):
+        try:
+            await asyncio.sleep(5)
+        except asyncio.CancelledError:
+            await asyncio.sleep(0.2)
+            raise
+        return {MAIN: inputs.get(MAIN, [])}
+
+
+async def test_an_engine_a_cancelled_node_may_still_use_is_not_given_back():
+    reg = registry()
+    reg.register_all([_Lingering])
+    wf = workflow([start(), {"name": "Slow", "type": "test.lingering"}], [("Start", "Slow")])
+    graph = compile_workflow(wf, reg)
+    pool = EnginePool(limit=4)
+    runner = Runner(graph, engines=pool, default_timeout=1)  # the run ends, Slow lingers
+    assert (await runner.run()).status == ExecutionStatus.FAILED
+    runner.close()
+    assert pool.take(graph) is None
+    stamp = compile_workflow(_stamping("={{ 1 }}"), default_registry())
+    done, _ = await _run_pooled(stamp, pool, "ex-2")
+    assert pool.take(stamp) is done.expressions  # (an ordinary run does give back)
