@@ -8,6 +8,7 @@ from typing import Any
 from arq.connections import ArqRedis, RedisSettings, create_pool
 from beanie import PydanticObjectId, init_beanie
 from pymongo import AsyncMongoClient
+from pymongo.errors import OperationFailure
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
@@ -26,6 +27,10 @@ def object_id(value: str) -> PydanticObjectId | None:
     return PydanticObjectId(value) if PydanticObjectId.is_valid(value) else None
 
 
+# Dropping an index that is not there: IndexNotFound, NamespaceNotFound (no collection).
+_GONE = (26, 27)
+
+
 def _required(value: str, variable: str) -> str:
     if not value:
         raise StoreNotConfigured(variable)
@@ -37,7 +42,15 @@ async def init_mongo(uri: str, db_name: str, documents: Sequence[Any]) -> AsyncM
     client: AsyncMongoClient = AsyncMongoClient(
         _required(uri, "KLIKKFLOW_MONGO_URI"), tz_aware=True, serverSelectionTimeoutMS=5000
     )
-    await init_beanie(database=client[db_name], document_models=list(documents))
+    database = client[db_name]
+    for document in documents:  # what an earlier version indexed that this one does not
+        for name in getattr(document, "retired_indexes", ()):
+            try:
+                await database[document.Settings.name].drop_index(name)
+            except OperationFailure as exc:
+                if exc.code not in _GONE:
+                    raise
+    await init_beanie(database=database, document_models=list(documents))
     return client
 
 
