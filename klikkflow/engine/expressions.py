@@ -372,9 +372,10 @@ class ExpressionEngine:
 
     An engine may serve the next execution of the same workflow version once this one is
     done (``reusable``, then ``restart``), keeping what it compiled: only if the
-    expressions left the global object and the core built-ins as they found them, and
-    never after Luxon was loaded (it keeps settings out of sight). Anything else starts
-    a fresh context, so nothing one execution leaves behind reaches another.
+    expressions left the global object as they found it (built-ins take no new
+    properties: runtime.js, ``seal``), left no promise job pending, and never after
+    Luxon was loaded (it keeps settings out of sight). Anything else starts a fresh
+    context.
 
     Not thread-safe: use an engine from one thread (one execution's task) at a time.
     """
@@ -429,7 +430,7 @@ class ExpressionEngine:
         self._data_size = 0
         self._dirty = False  # changed by expressions (found out while loading the helpers)
         self._configure()
-        api["seal"]()
+        api["seal"](False)
 
     def _configure(self) -> None:
         self._api["configure"](_encoder.encode(self._env), json.dumps(self._node_names))
@@ -511,7 +512,7 @@ class ExpressionEngine:
             self._dirty = self._dirty or not self.reusable()
             self._context.eval(_js_source("extensions.js"))
             if not self._dirty:
-                self._api["seal"]()
+                self._api["seal"](True)
             self._extensions = True
 
     def _ensure_luxon(self, code: str) -> None:

@@ -152,17 +152,23 @@
   });
 
   // ---- reuse: an engine goes on to the next execution of its workflow version only if
-  // its expressions left the global object, and the built-ins it holds and their
-  // prototypes, as they found them (property names and count, the global object's values,
-  // prototype, extensibility). Only property descriptors are read: no getter an
-  // expression may have put somewhere runs.
+  // its expressions left the global object and the built-ins as they found them.
+  // The built-ins (the global object's values, their prototypes, the iterator and
+  // generator prototypes no global names) take no new properties: `seal` makes them
+  // non-extensible, so an expression cannot add to them or change their prototype. The
+  // three prototypes the helpers (extensions.js) add to stay open until those are loaded;
+  // for them and for the global object, `intact` compares prototype, extensibility and
+  // property count, and for each global its descriptor. Only descriptors are read: no
+  // getter an expression may have put somewhere runs.
   const ownKeys = Reflect.ownKeys;
   const describe1 = Object.getOwnPropertyDescriptor;
   const protoOf = Object.getPrototypeOf;
   const extensible = Object.isExtensible;
+  const close = Object.preventExtensions;
   const same = Object.is;
-  const watched = []; // the global object, its values that are objects, their prototypes
-  let record = null; // per watched object: [prototype, extensible, key count]
+  const HELPED = [Array.prototype, Number.prototype, String.prototype];
+  let open = []; // the global object and the still open prototypes
+  let record = null; // per open object: [prototype, extensible, key count]
   let globalKeys = null;
   let globalSlots = null; // per global: value, get, set
 
@@ -185,15 +191,14 @@
     return (typeof v === "object" && v !== null) || typeof v === "function";
   }
 
-  function watch(o) {
-    if (!isObject(o)) return;
-    for (let i = 0; i < watched.length; i++) if (watched[i] === o) return;
-    watched[watched.length] = o;
+  function has(list, o) {
+    for (let i = 0; i < list.length; i++) if (list[i] === o) return true;
+    return false;
   }
 
-  function seal() {
-    watched.length = 0;
-    watch(g);
+  // helped: the helpers are loaded, their prototypes close too.
+  function seal(helped) {
+    const builtIns = [];
     globalKeys = ownKeys(g);
     globalSlots = [];
     for (let i = 0; i < globalKeys.length; i++) {
@@ -201,17 +206,24 @@
       globalSlots[globalSlots.length] = d.value;
       globalSlots[globalSlots.length] = d.get;
       globalSlots[globalSlots.length] = d.set;
-      watch(d.value);
+      if (isObject(d.value)) builtIns[builtIns.length] = d.value;
     }
-    const globals = watched.length;
-    for (let i = 1; i < globals; i++) {
-      const d = describe1(watched[i], "prototype");
-      if (d !== undefined) watch(d.value);
+    const named = builtIns.length;
+    for (let i = 0; i < named; i++) {
+      const d = describe1(builtIns[i], "prototype");
+      if (d !== undefined && isObject(d.value)) builtIns[builtIns.length] = d.value;
     }
-    for (let i = 0; i < HIDDEN.length; i++) watch(HIDDEN[i]);
+    for (let i = 0; i < HIDDEN.length; i++) builtIns[builtIns.length] = HIDDEN[i];
+    open = [g];
+    for (let i = 0; i < builtIns.length; i++) {
+      const o = builtIns[i];
+      if (o === g) continue;
+      if (helped || !has(HELPED, o)) close(o);
+      else if (!has(open, o)) open[open.length] = o;
+    }
     record = [];
-    for (let i = 0; i < watched.length; i++) {
-      const o = watched[i];
+    for (let i = 0; i < open.length; i++) {
+      const o = open[i];
       record[i] = [protoOf(o), extensible(o), ownKeys(o).length];
     }
   }
@@ -226,8 +238,8 @@
       if (!same(d.value, globalSlots[k]) || d.get !== globalSlots[k + 1]) return false;
       if (d.set !== globalSlots[k + 2]) return false;
     }
-    for (let i = 0; i < watched.length; i++) {
-      const o = watched[i];
+    for (let i = 0; i < open.length; i++) {
+      const o = open[i];
       const r = record[i];
       if (protoOf(o) !== r[0] || extensible(o) !== r[1] || ownKeys(o).length !== r[2]) {
         return false;
