@@ -15,6 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -96,7 +97,9 @@ class _Apis(BaseHTTPRequestHandler):
         elif url.path == "/feed":
             self._reply(200, _feed(), "application/rss+xml")
         elif url.path == "/orders":
-            assert query["date"] == [(datetime.now(UTC).date() - timedelta(days=1)).isoformat()]
+            # "yesterday" where the template's workflow runs (its settings.timezone)
+            today = datetime.now(ZoneInfo("Europe/Oslo")).date()
+            assert query["date"] == [(today - timedelta(days=1)).isoformat()]
             self._reply(200, ORDERS)
         elif url.path == "/latest":
             self._reply(200, {"base": "USD", "rates": {"EUR": 0.5, "NOK": 10.0}})
