@@ -349,3 +349,52 @@ async def test_a_new_execution_rides_with_its_job_unless_it_is_large(platform):
         assert repository.snapshot(big) is None
     finally:
         await mongo.close()
+
+
+@pytest.mark.parametrize("why", ["a later try", "a cancel flag"])
+async def test_a_job_runs_from_its_snapshot_only_on_its_first_try_and_uncancelled(platform, why):
+    """The snapshot is the execution as enqueued. A job's later try, or a job whose
+    execution someone cancelled, reads MongoDB: the execution may have moved on, and
+    running the stale copy would run a finished execution again."""
+    from arq import create_pool
+    from beanie import PydanticObjectId
+
+    from klikkflow.kit.stores import arq_redis_settings, create_redis, init_mongo
+    from subgraphs.executions.models import DOCUMENTS, ExecutionDocument, ExecutionStatus
+    from subgraphs.executions.repository import repository
+    from subgraphs.executions.runs import cancel_key
+    from workers.jobs import run_execution
+
+    mongo = await init_mongo(platform.mongo_uri, platform.settings.mongo_db, DOCUMENTS)
+    redis = create_redis(platform.redis_url)
+    queue = await create_pool(arq_redis_settings(platform.redis_url))
+    enqueued = ExecutionDocument(
+        id=PydanticObjectId(),
+        organization_id=PydanticObjectId(),
+        workflow_id=PydanticObjectId(),  # no such workflow: a run of it would fail
+        workflow_version=1,
+        mode="webhook",
+    )
+    snapshot = repository.snapshot(enqueued)
+    assert snapshot is not None
+    moved_on = enqueued.model_copy(
+        update={"status": ExecutionStatus.CANCELLED, "finished_at": datetime.now(UTC)}
+    )
+    await repository.insert(moved_on)
+    execution_id = str(enqueued.id)
+    try:
+        if why == "a later try":
+            ctx = {"redis": redis, "queue": queue, "job_try": 2}
+        else:
+            await redis.set(cancel_key(execution_id), "someone", ex=60)
+            ctx = {"redis": redis, "queue": queue, "job_try": 1}
+        assert await run_execution(ctx, execution_id, snapshot) is None  # nothing to do
+        stored = await repository.by_id_unscoped(execution_id)
+        assert stored is not None
+        assert (stored.status, stored.error) == (ExecutionStatus.CANCELLED, None)
+    finally:
+        await redis.delete(cancel_key(execution_id))
+        await ExecutionDocument.find({"_id": enqueued.id}).delete()
+        await redis.aclose()
+        await queue.aclose()
+        await mongo.close()
