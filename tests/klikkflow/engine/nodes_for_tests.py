@@ -88,7 +88,24 @@ class Boom(NodeType):
         raise ZeroDivisionError("division by zero")
 
 
+class Lingering(NodeType):
+    """Goes on for a moment after it is cancelled."""
+
+    type = "test.lingering"
+    display_name = "Lingering"
+    description = "Sleeps; once cancelled, sleeps a little more."
+    category = "core"
+
+    async def run(self, ctx: NodeContext, params: Parameters, inputs: Inputs) -> Outputs:
+        try:
+            await asyncio.sleep(5)
+        except asyncio.CancelledError:
+            await asyncio.sleep(0.2)
+            raise
+        return {MAIN: inputs.get(MAIN, [])}
+
+
 def registry() -> NodeRegistry:
     reg = NodeRegistry()
-    reg.register_all([*TRIGGER_NODES, *CONTROL_NODES, Echo, Parity, Flaky, Boom])
+    reg.register_all([*TRIGGER_NODES, *CONTROL_NODES, Echo, Parity, Flaky, Boom, Lingering])
     return reg

@@ -11,7 +11,6 @@ from klikkflow.engine.graph import InvalidWorkflow, compile_workflow
 from klikkflow.engine.runner import EnginePool, Runner
 from klikkflow.engine.state import ExecutionStatus, NodeStatus, State
 from klikkflow.engine.workflow import Workflow
-from klikkflow.nodes.base import MAIN, NodeType
 from klikkflow.nodes.registry import default_registry
 from tests.klikkflow.engine.nodes_for_tests import registry
 
@@ -443,28 +442,9 @@ async def test_an_engine_left_changed_is_dropped_and_the_pool_keeps_its_limit():
     assert [pool.take(g) for g in graphs[1:]] == [r.expressions for r in runners[1:]]
 
 
-class _Lingering(NodeType):
-    """Goes on for a moment after it is cancelled."""
-
-    type = "test.lingering"
-    display_name = "Lingering"
-    description = "Sleeps; once cancelled, sleeps a little more."
-    category = "core"
-
-    async def run(self, ctx, params, inputs):
-        try:
-            await asyncio.sleep(5)
-        except asyncio.CancelledError:
-            await asyncio.sleep(0.2)
-            raise
-        return {MAIN: inputs.get(MAIN, [])}
-
-
 async def test_an_engine_a_cancelled_node_may_still_use_is_not_given_back():
-    reg = registry()
-    reg.register_all([_Lingering])
     wf = workflow([start(), {"name": "Slow", "type": "test.lingering"}], [("Start", "Slow")])
-    graph = compile_workflow(wf, reg)
+    graph = compile_workflow(wf, registry())
     pool = EnginePool(limit=4)
     runner = Runner(graph, engines=pool, default_timeout=1)  # the run ends, Slow lingers
     assert (await runner.run()).status == ExecutionStatus.FAILED
