@@ -508,8 +508,9 @@ class ExpressionEngine:
     def _ensure_extensions(self) -> None:
         if not self._extensions:
             assert self._context is not None
-            # What expressions changed so far would pass for part of the helpers.
-            self._dirty = self._dirty or not self.reusable()
+            # What expressions changed so far would pass for part of the helpers. (Only
+            # the check: a promise job pending now is the reuse check's to refuse.)
+            self._dirty = self._dirty or not self._api["intact"]()
             self._context.eval(_js_source("extensions.js"))
             if not self._dirty:
                 self._api["seal"](True)

@@ -327,6 +327,13 @@ def test_changes_made_before_the_helpers_load_still_count(engine: ExpressionEngi
     assert not fresh.reusable()
 
 
+def test_loading_the_helpers_runs_no_pending_promise_job(engine: ExpressionEngine) -> None:
+    later = "{{ ((async () => { await 0; globalThis.ran = 1 })(), 1) }}"
+    assert ev(engine, later, ITEMS[:1]) == [1]
+    assert ev(engine, "{{ [1, 2].sum() }} {{ typeof ran }}", ITEMS[:1]) == ["3 undefined"]
+    assert not engine.reusable()  # (the job is still pending)
+
+
 def test_the_runtime_is_out_of_expressions_reach(engine: ExpressionEngine) -> None:
     assert ev(engine, "{{ typeof __kfApi }} {{ Object.isFrozen(__kf) }}", ITEMS[:1]) == [
         "undefined true"
