@@ -3,12 +3,11 @@
 Every execution's checkpoints (a page of its log, then its new status), every new
 execution and every read of an execution by a worker go through here (and, with the
 same Group, the Redis publications of the events those checkpoints wrote: see
-service.publish_many). A caller
-waits for its own write as before, but while one group is on its way to MongoDB the
-next one gathers, so under load a round trip carries the work of every execution
-that reached a checkpoint meanwhile, and with no load nothing waits at all. The store
-pays per round trip far more than per document (measured on the embedded store: an
-insert of 50 documents costs what 12 single inserts cost)."""
+service.publish_many). A caller waits for its own write as before, but while one group
+is on its way to MongoDB the next one gathers, so under load a round trip carries the
+work of every execution that reached a checkpoint meanwhile, and with no load nothing
+waits at all. The store pays per round trip far more than per document (measured on
+the embedded store: an insert of 50 documents costs what 12 single inserts cost)."""
 
 from __future__ import annotations
 
