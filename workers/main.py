@@ -143,6 +143,8 @@ def build_worker(settings: WorkerSettings, *, burst: bool = False) -> ClaimingWo
             )
         )
         heap.settle()
+        if not settings.worker_log_jobs:  # arq's start-up lines are out; its warnings stay
+            logging.getLogger("arq.worker").setLevel(logging.WARNING)
         if settings.worker_metrics_port:
             ctx["metrics"] = serve_worker_metrics(
                 settings.worker_metrics_host,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import os
 
@@ -24,8 +25,10 @@ def token_digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+@functools.lru_cache(maxsize=64)
 def derive_key(secret: str, purpose: str) -> bytes:
-    """A 32-byte key for one purpose ("signing keys", "mfa", ...) from the master secret."""
+    """A 32-byte key for one purpose ("signing keys", "mfa", ...) from the master secret.
+    Remembered: a worker derives the resume-URL key for every execution it runs."""
     return HKDF(
         algorithm=hashes.SHA256(), length=32, salt=None, info=f"klikkflow {purpose}".encode()
     ).derive(secret.encode())

@@ -19,6 +19,7 @@ import logging
 import os
 import socket
 import uuid
+import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -30,6 +31,7 @@ from beanie import PydanticObjectId
 from bson import ObjectId
 from pydantic import BaseModel, Field, TypeAdapter
 from redis.asyncio import Redis
+from redis.commands.core import AsyncScript
 
 from klikkflow.engine.context import SubWorkflowRunner
 from klikkflow.engine.graph import Graph, InvalidWorkflow, compile_workflow
@@ -194,6 +196,19 @@ def slots_key(organization_id: str) -> str:
     return f"klikkflow:organization:{organization_id}:running"
 
 
+_SCRIPTS: weakref.WeakKeyDictionary[Redis, tuple[AsyncScript, ...]] = weakref.WeakKeyDictionary()
+
+
+def _lease_scripts(redis: Redis) -> tuple[AsyncScript, ...]:
+    """The lease's scripts on this client, registered once (not per execution: each
+    registration hashes its script)."""
+    scripts = _SCRIPTS.get(redis)
+    if scripts is None:
+        sources = (_ACQUIRE, _RENEW, _RELEASE, _TAKE_SLOT)
+        scripts = _SCRIPTS[redis] = tuple(redis.register_script(s) for s in sources)
+    return scripts
+
+
 class Lease:
     """This worker's claim on one execution, kept alive while it runs; with a limit, also
     one of its organization's running slots."""
@@ -206,10 +221,7 @@ class Lease:
         self.cancelled_by: str | None = None  # the execution's cancel flag when acquired
         self.on_lost: Callable[[], object] | None = None
         self._keeper: asyncio.Task[None] | None = None
-        self._acquire = redis.register_script(_ACQUIRE)
-        self._renew = redis.register_script(_RENEW)
-        self._release = redis.register_script(_RELEASE)
-        self._take_slot = redis.register_script(_TAKE_SLOT)
+        self._acquire, self._renew, self._release, self._take_slot = _lease_scripts(redis)
 
     async def acquire(self) -> bool:
         keys = [self.key, cancel_key(self.execution_id), LEASED]
