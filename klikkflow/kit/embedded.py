@@ -59,7 +59,11 @@ def mongo_spec(
         f"mongodb://{host}:{port}/?directConnection=true&retryWrites=false"
         "&serverMonitoringMode=poll"
     )
+    # Standalone: no replica-set advertisement, hence no oplog, which nothing here reads
+    # (no change streams, no transactions); the stand-in then skips an oplog entry per
+    # written document (measured: 13% of its CPU on an execution's insert and update).
     argv = [str(binary), "--host", host, "--port", str(port), "--storage-path", storage]
+    argv.append("--standalone")
     spec = ServiceSpec("mongo", argv, port=port, host=host, ready=partial(_mongo_ping, uri))
     spec.url = uri
     return spec, uri
