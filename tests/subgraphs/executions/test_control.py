@@ -119,6 +119,25 @@ async def test_wait_parks_and_a_deferred_job_wakes_the_execution(platform, clien
     assert output(done, "After") == [{"order": 42}]
 
 
+async def test_a_wait_already_over_when_it_parks_wakes_the_execution(platform, client):
+    """A wait that is over at once (0 seconds) parks the execution, and its wake-up job is
+    due as soon as it is enqueued: the run that parked it lets go of the execution's lease
+    first (a job that finds the lease held gives up, and the execution would stay
+    waiting). Thirty in a row all finish, each with its own items."""
+    account = await sign_up(client, platform.router_url, "Zero waits")
+    wait = node("Wait", "wait", typeVersion=1.1, parameters={"amount": 0, "unit": "seconds"})
+    definition = _line(node("Start", "manualTrigger"), wait, node("After"))
+    workflow_id = await create_workflow(client, platform.router_url, account, "Zero", definition)
+    ids = [
+        await start_run(client, platform.router_url, account, workflow_id, [{"n": n}])
+        for n in range(30)
+    ]
+    for n, execution_id in enumerate(ids):
+        done = await wait_for_status(client, platform.router_url, account, execution_id)
+        assert done["status"] == "SUCCEEDED", done
+        assert output(done, "After") == [{"n": n}]
+
+
 async def test_an_execution_cannot_be_cancelled_by_a_viewer(platform, client):
     from dataclasses import replace
 
