@@ -466,6 +466,12 @@ class RunService:
         lease = Lease(redis, execution_id)
         if not await lease.acquire():
             log.info("execution %s is driven by another worker", execution_id)
+            held = await repository.by_id_unscoped(execution_id)
+            if held is not None and held.status == Status.WAITING:
+                # Most likely the run that parked it, not yet letting go: this job is a
+                # resume call or a wake-up that came early, and giving up would lose it.
+                retry = f"{execution_id}:held:{uuid.uuid4().hex[:8]}"
+                await queue.enqueue_job(RUN_EXECUTION, execution_id, _job_id=retry, _defer_by=1)
             return None
         work = asyncio.create_task(self._execute(redis, queue, execution_id, lease, snapshot))
         lease.on_lost = work.cancel

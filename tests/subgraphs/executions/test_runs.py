@@ -5,6 +5,7 @@ failed with their reason, and a run cut short by a dead worker goes on from its 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
@@ -395,6 +396,61 @@ async def test_a_job_runs_from_its_snapshot_only_on_its_first_try_and_uncancelle
     finally:
         await redis.delete(cancel_key(execution_id))
         await ExecutionDocument.find({"_id": enqueued.id}).delete()
+        await redis.aclose()
+        await queue.aclose()
+        await mongo.close()
+
+
+@pytest.mark.parametrize("status", ["waiting", "running"])
+async def test_a_job_finding_the_lease_held_tries_again_only_for_a_waiting_execution(
+    platform, status
+):
+    """A resume call (or a wake-up) can come while the run that parked the execution still
+    holds its lease. Its job then tries again a second later instead of giving up, which
+    would leave the execution waiting for good. A job for a running execution, which its
+    lease holder drives, gives up."""
+    from arq import create_pool
+    from arq.constants import job_key_prefix
+    from beanie import PydanticObjectId
+
+    from klikkflow.kit.stores import arq_redis_settings, create_redis, init_mongo
+    from subgraphs.executions.models import DOCUMENTS, ExecutionDocument, ExecutionStatus
+    from subgraphs.executions.repository import repository
+    from subgraphs.executions.runs import lease_key
+    from workers.jobs import run_execution
+
+    mongo = await init_mongo(platform.mongo_uri, platform.settings.mongo_db, DOCUMENTS)
+    redis = create_redis(platform.redis_url)
+    queue = await create_pool(arq_redis_settings(platform.redis_url))
+    execution = ExecutionDocument(
+        id=PydanticObjectId(),
+        organization_id=PydanticObjectId(),
+        workflow_id=PydanticObjectId(),
+        workflow_version=1,
+        status=ExecutionStatus(status),
+    )
+    await repository.insert(execution)
+    execution_id = str(execution.id)
+    await redis.set(lease_key(execution_id), "another worker", px=30_000)
+    retries: list[str] = []
+    try:
+        ctx = {"redis": redis, "queue": queue, "job_try": 1}
+        assert await run_execution(ctx, execution_id, None) is None
+        queued = await queue.zrange(queue.default_queue_name, 0, -1, withscores=True)
+        retries = [j.decode() for j, _ in queued if j.decode().startswith(f"{execution_id}:")]
+        if status == "waiting":
+            assert len(retries) == 1, retries
+            assert ":held:" in retries[0]
+            (score,) = [s for j, s in queued if j.decode() == retries[0]]
+            assert score > time.time() * 1000 + 500  # deferred, about a second
+        else:
+            assert retries == []
+    finally:
+        for job in retries:
+            await queue.zrem(queue.default_queue_name, job)
+            await queue.delete(job_key_prefix + job)
+        await redis.delete(lease_key(execution_id))
+        await ExecutionDocument.find({"_id": execution.id}).delete()
         await redis.aclose()
         await queue.aclose()
         await mongo.close()
