@@ -11,6 +11,11 @@ executions were stored and how they ended.
     .venv/bin/python bench/e2e.py [--concurrency 1 10 50] [--duration 20] [--warmup 5]
     ../shared/bench/n8n/run.sh          # n8n 2.41 on the same machine, same driver
 
+As with n8n, the driver waits after each run until the executions it started have all
+finished (bench B answers before its executions run) and reports how many there were, their
+rate and mean time: it reads n8n's per-workflow counter from a small translation of the
+worker's own /metrics (all workflows: the driver runs one at a time and waits for each).
+
 Needs `wrk` (`apt-get install wrk`; installed here when missing and run as root).
 """
 
@@ -25,6 +30,9 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
+import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -38,7 +46,18 @@ from klikkflow.kit.supervisor import Supervisor, free_port  # noqa: E402
 from klikkflow.platform import start_services, start_stores  # noqa: E402
 
 ANCHOR = ROOT.parent / "shared" / "bench" / "n8n"
-PORTS = ("router", "identity", "workflows", "executions", "ai", "web", "mongo", "postgres", "redis")
+PORTS = (
+    "router",
+    "identity",
+    "workflows",
+    "executions",
+    "ai",
+    "web",
+    "mongo",
+    "postgres",
+    "redis",
+    "worker_metrics",
+)
 
 
 async def _gql(http: httpx.AsyncClient, url: str, query: str, variables: dict, token: str) -> dict:
@@ -53,8 +72,9 @@ async def _gql(http: httpx.AsyncClient, url: str, query: str, variables: dict, t
     return answer["data"]
 
 
-async def _set_up(router: str) -> tuple[str, str]:
-    """Sign up, import and activate bench A and B; the organization id and a token."""
+async def _set_up(router: str) -> tuple[str, str, list[str]]:
+    """Sign up, import and activate bench A and B; the organization id, a token and the
+    two workflows' ids."""
     async with httpx.AsyncClient(timeout=30, trust_env=False) as http:
         signed = await _gql(
             http,
@@ -66,6 +86,7 @@ async def _set_up(router: str) -> tuple[str, str]:
             "",
         )
         token = signed["signUp"]["accessToken"]
+        workflows = []
         for name in ("bench-a.json", "bench-b.json"):
             document = json.loads((ROOT / "examples" / "n8n" / name).read_text())
             made = await _gql(
@@ -83,7 +104,39 @@ async def _set_up(router: str) -> tuple[str, str]:
                 {"id": made["importWorkflow"]["workflow"]["id"]},
                 token,
             )
-    return signed["signUp"]["organization"]["id"], token
+            workflows.append(made["importWorkflow"]["workflow"]["id"])
+    return signed["signUp"]["organization"]["id"], token, workflows
+
+
+def _n8n_metrics(worker_metrics: str, workflow_ids: list[str]) -> ThreadingHTTPServer:
+    """Serve the worker's count and time of finished executions as n8n's per-workflow
+    `n8n_workflow_execution_duration_seconds` (what the driver drains by)."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+            with urllib.request.urlopen(worker_metrics, timeout=10) as answer:
+                text = answer.read().decode()
+            values = {"count": 0.0, "sum": 0.0}
+            for row in text.splitlines():
+                for kind in values:
+                    if row.startswith(f"klikkflow_execution_duration_seconds_{kind} "):
+                        values[kind] = float(row.split()[-1])
+            body = "".join(
+                f'n8n_workflow_execution_duration_seconds_{kind}{{workflow_id="{wf}"}} {value}\n'
+                for wf in workflow_ids
+                for kind, value in values.items()
+            ).encode()
+            self.send_response(200)
+            self.send_header("content-type", "text/plain")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
 
 
 def _ensure_wrk() -> None:
@@ -118,8 +171,9 @@ async def main(args: argparse.Namespace) -> None:
         try:
             platform = await start_stores(supervisor, settings, persist=False)
             await start_services(supervisor, settings, platform, web=False)
-            org, _ = await _set_up(platform.urls["router"])
+            org, _, (bench_a, bench_b) = await _set_up(platform.urls["router"])
             base = f"http://{settings.host}:{settings.executions_port}/webhook/{org}"
+            metrics = _n8n_metrics(platform.urls["worker-metrics"], [bench_a, bench_b])
             results = Path(tmp) / "results.jsonl"
             driver = [sys.executable, str(ANCHOR / "bench.py")]
             run = [
@@ -131,12 +185,16 @@ async def main(args: argparse.Namespace) -> None:
                 str(results),
                 "--pid",
                 str(os.getpid()),
+                "--metrics",
+                f"http://127.0.0.1:{metrics.server_address[1]}/metrics",
                 "--target",
                 "a",
                 f"{base}/bench-a",
+                bench_a,
                 "--target",
                 "b",
                 f"{base}/bench-b",
+                bench_b,
                 "--conc",
                 *[str(c) for c in args.concurrency],
                 "--duration",
@@ -145,7 +203,7 @@ async def main(args: argparse.Namespace) -> None:
                 str(args.warmup),
             ]
             await asyncio.to_thread(subprocess.run, run, check=True)
-            await asyncio.sleep(3)  # bench B's executions finish after their answers
+            metrics.shutdown()
             subprocess.run([*driver, "report", str(results)], check=True)
             stored = await _stored(settings, platform.mongo_uri)
             print(f"executions stored: {sum(stored.values())} {stored}")  # noqa: T201
