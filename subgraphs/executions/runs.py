@@ -220,7 +220,6 @@ class Lease:
         self.lost = False  # the claim lapsed (this worker stalled, or Redis forgot it)
         self.cancelled_by: str | None = None  # the execution's cancel flag when acquired
         self.on_lost: Callable[[], object] | None = None
-        self.released = False
         self._keeper: asyncio.Task[None] | None = None
         self._acquire, self._renew, self._release, self._take_slot = _lease_scripts(redis)
 
@@ -258,9 +257,6 @@ class Lease:
                 await self._slot()
 
     async def release(self) -> None:
-        if self.released:
-            return
-        self.released = True
         if self._keeper is not None:
             self._keeper.cancel()
         if self.slots is not None:
@@ -632,12 +628,8 @@ class RunService:
             await sink.flush()  # the failure is on record before anything reacts to it
             await self._error_workflow(redis, queue, execution, runner, state)
         if state.status == ExecutionStatus.WAITING and state.parked and state.parked.until:
-            # Nothing sleeps: a deferred job wakes the execution when its wait is over.
-            # The lease goes first: a wait already over makes the job due at once, and a
-            # job that finds the lease held gives up, which would leave it waiting.
-            await sink.flush()
-            if sink.lease is not None:
-                await sink.lease.release()
+            # Nothing sleeps: a deferred job wakes the execution when its wait is over (one
+            # due at once that finds the lease still held tries again: see execute).
             wake = f"{execution_id}:wake:{sink.seq}"
             await queue.enqueue_job(
                 RUN_EXECUTION, execution_id, _job_id=wake, _defer_until=state.parked.until

@@ -121,9 +121,9 @@ async def test_wait_parks_and_a_deferred_job_wakes_the_execution(platform, clien
 
 async def test_a_wait_already_over_when_it_parks_wakes_the_execution(platform, client):
     """A wait that is over at once (0 seconds) parks the execution, and its wake-up job is
-    due as soon as it is enqueued: the run that parked it lets go of the execution's lease
-    first (a job that finds the lease held gives up, and the execution would stay
-    waiting). Thirty in a row all finish, each with its own items."""
+    due as soon as it is enqueued, maybe before the run that parked it lets go of the
+    execution's lease (that job then tries again a second later, see test_runs.py).
+    Thirty in a row all finish, each with its own items."""
     account = await sign_up(client, platform.router_url, "Zero waits")
     wait = node("Wait", "wait", typeVersion=1.1, parameters={"amount": 0, "unit": "seconds"})
     definition = _line(node("Start", "manualTrigger"), wait, node("After"))
