@@ -7,7 +7,9 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from starlette.applications import Starlette
@@ -352,53 +354,65 @@ async def test_a_new_execution_rides_with_its_job_unless_it_is_large(platform):
         await mongo.close()
 
 
+@asynccontextmanager
+async def _job_stores(platform) -> AsyncIterator[tuple[Any, Any]]:
+    """MongoDB (through Beanie), Redis and arq's queue, as a worker's job uses them."""
+    from arq import create_pool
+
+    from klikkflow.kit.stores import arq_redis_settings, create_redis, init_mongo
+    from subgraphs.executions.models import DOCUMENTS
+
+    mongo = await init_mongo(platform.mongo_uri, platform.settings.mongo_db, DOCUMENTS)
+    redis = create_redis(platform.redis_url)
+    queue = await create_pool(arq_redis_settings(platform.redis_url))
+    try:
+        yield redis, queue
+    finally:
+        await redis.aclose()
+        await queue.aclose()
+        await mongo.close()
+
+
 @pytest.mark.parametrize("why", ["a later try", "a cancel flag"])
 async def test_a_job_runs_from_its_snapshot_only_on_its_first_try_and_uncancelled(platform, why):
     """The snapshot is the execution as enqueued. A job's later try, or a job whose
     execution someone cancelled, reads MongoDB: the execution may have moved on, and
     running the stale copy would run a finished execution again."""
-    from arq import create_pool
     from beanie import PydanticObjectId
 
-    from klikkflow.kit.stores import arq_redis_settings, create_redis, init_mongo
-    from subgraphs.executions.models import DOCUMENTS, ExecutionDocument, ExecutionStatus
+    from subgraphs.executions.models import ExecutionDocument, ExecutionStatus
     from subgraphs.executions.repository import repository
     from subgraphs.executions.runs import cancel_key
     from workers.jobs import run_execution
 
-    mongo = await init_mongo(platform.mongo_uri, platform.settings.mongo_db, DOCUMENTS)
-    redis = create_redis(platform.redis_url)
-    queue = await create_pool(arq_redis_settings(platform.redis_url))
-    enqueued = ExecutionDocument(
-        id=PydanticObjectId(),
-        organization_id=PydanticObjectId(),
-        workflow_id=PydanticObjectId(),  # no such workflow: a run of it would fail
-        workflow_version=1,
-        mode="webhook",
-    )
-    snapshot = repository.snapshot(enqueued)
-    assert snapshot is not None
-    moved_on = enqueued.model_copy(
-        update={"status": ExecutionStatus.CANCELLED, "finished_at": datetime.now(UTC)}
-    )
-    await repository.insert(moved_on)
-    execution_id = str(enqueued.id)
-    try:
-        if why == "a later try":
-            ctx = {"redis": redis, "queue": queue, "job_try": 2}
-        else:
-            await redis.set(cancel_key(execution_id), "someone", ex=60)
-            ctx = {"redis": redis, "queue": queue, "job_try": 1}
-        assert await run_execution(ctx, execution_id, snapshot) is None  # nothing to do
-        stored = await repository.by_id_unscoped(execution_id)
-        assert stored is not None
-        assert (stored.status, stored.error) == (ExecutionStatus.CANCELLED, None)
-    finally:
-        await redis.delete(cancel_key(execution_id))
-        await ExecutionDocument.find({"_id": enqueued.id}).delete()
-        await redis.aclose()
-        await queue.aclose()
-        await mongo.close()
+    async with _job_stores(platform) as (redis, queue):
+        enqueued = ExecutionDocument(
+            id=PydanticObjectId(),
+            organization_id=PydanticObjectId(),
+            workflow_id=PydanticObjectId(),  # no such workflow: a run of it would fail
+            workflow_version=1,
+            mode="webhook",
+        )
+        snapshot = repository.snapshot(enqueued)
+        assert snapshot is not None
+        moved_on = enqueued.model_copy(
+            update={"status": ExecutionStatus.CANCELLED, "finished_at": datetime.now(UTC)}
+        )
+        await repository.insert(moved_on)
+        execution_id = str(enqueued.id)
+        try:
+            if why == "a later try":
+                ctx = {"redis": redis, "queue": queue, "job_try": 2}
+            else:
+                await redis.set(cancel_key(execution_id), "someone", ex=60)
+                ctx = {"redis": redis, "queue": queue, "job_try": 1}
+            assert await run_execution(ctx, execution_id, snapshot) is None  # nothing to do
+            stored = await repository.by_id_unscoped(execution_id)
+            assert stored is not None
+            assert (stored.status, stored.error) == (ExecutionStatus.CANCELLED, None)
+        finally:
+            await redis.delete(cancel_key(execution_id))
+            await ExecutionDocument.find({"_id": enqueued.id}).delete()
 
 
 @pytest.mark.parametrize("status", ["waiting", "running"])
@@ -409,48 +423,41 @@ async def test_a_job_finding_the_lease_held_tries_again_only_for_a_waiting_execu
     holds its lease. Its job then tries again a second later instead of giving up, which
     would leave the execution waiting for good. A job for a running execution, which its
     lease holder drives, gives up."""
-    from arq import create_pool
     from arq.constants import job_key_prefix
     from beanie import PydanticObjectId
 
-    from klikkflow.kit.stores import arq_redis_settings, create_redis, init_mongo
-    from subgraphs.executions.models import DOCUMENTS, ExecutionDocument, ExecutionStatus
+    from subgraphs.executions.models import ExecutionDocument, ExecutionStatus
     from subgraphs.executions.repository import repository
     from subgraphs.executions.runs import lease_key
     from workers.jobs import run_execution
 
-    mongo = await init_mongo(platform.mongo_uri, platform.settings.mongo_db, DOCUMENTS)
-    redis = create_redis(platform.redis_url)
-    queue = await create_pool(arq_redis_settings(platform.redis_url))
-    execution = ExecutionDocument(
-        id=PydanticObjectId(),
-        organization_id=PydanticObjectId(),
-        workflow_id=PydanticObjectId(),
-        workflow_version=1,
-        status=ExecutionStatus(status),
-    )
-    await repository.insert(execution)
-    execution_id = str(execution.id)
-    await redis.set(lease_key(execution_id), "another worker", px=30_000)
-    retries: list[str] = []
-    try:
-        ctx = {"redis": redis, "queue": queue, "job_try": 1}
-        assert await run_execution(ctx, execution_id, None) is None
-        queued = await queue.zrange(queue.default_queue_name, 0, -1, withscores=True)
-        retries = [j.decode() for j, _ in queued if j.decode().startswith(f"{execution_id}:")]
-        if status == "waiting":
-            assert len(retries) == 1, retries
-            assert ":held:" in retries[0]
-            (score,) = [s for j, s in queued if j.decode() == retries[0]]
-            assert score > time.time() * 1000 + 500  # deferred, about a second
-        else:
-            assert retries == []
-    finally:
-        for job in retries:
-            await queue.zrem(queue.default_queue_name, job)
-            await queue.delete(job_key_prefix + job)
-        await redis.delete(lease_key(execution_id))
-        await ExecutionDocument.find({"_id": execution.id}).delete()
-        await redis.aclose()
-        await queue.aclose()
-        await mongo.close()
+    async with _job_stores(platform) as (redis, queue):
+        execution = ExecutionDocument(
+            id=PydanticObjectId(),
+            organization_id=PydanticObjectId(),
+            workflow_id=PydanticObjectId(),
+            workflow_version=1,
+            status=ExecutionStatus(status),
+        )
+        await repository.insert(execution)
+        execution_id = str(execution.id)
+        await redis.set(lease_key(execution_id), "another worker", px=30_000)
+        retries: list[str] = []
+        try:
+            ctx = {"redis": redis, "queue": queue, "job_try": 1}
+            assert await run_execution(ctx, execution_id, None) is None
+            queued = await queue.zrange(queue.default_queue_name, 0, -1, withscores=True)
+            retries = [j.decode() for j, _ in queued if j.decode().startswith(f"{execution_id}:")]
+            if status == "waiting":
+                assert len(retries) == 1, retries
+                assert ":held:" in retries[0]
+                (score,) = [s for j, s in queued if j.decode() == retries[0]]
+                assert score > time.time() * 1000 + 500  # deferred, about a second
+            else:
+                assert retries == []
+        finally:
+            for job in retries:
+                await queue.zrem(queue.default_queue_name, job)
+                await queue.delete(job_key_prefix + job)
+            await redis.delete(lease_key(execution_id))
+            await ExecutionDocument.find({"_id": execution.id}).delete()
