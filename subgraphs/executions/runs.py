@@ -331,6 +331,8 @@ class _Log:
         node = getattr(event, "node", None)
         self._time(event)
         self.pending.append((entry, node))
+        if isinstance(event, NodeSucceeded) and "response" in (event.node_state or {}):
+            await self._answer(event.node_state["response"])  # type: ignore[index]
         if event.type in self.CHECKPOINTS:
             await self.flush()
         elif event.type in self.NODE_CHECKPOINTS and node in self.effectful:
@@ -339,6 +341,16 @@ class _Log:
             self._soon(0)
         elif self._timer is None:
             self._soon(self.FLUSH_SECONDS)
+
+    async def _answer(self, response: dict[str, Any]) -> None:
+        """A Respond to Webhook node's answer goes to the waiting caller before its
+        checkpoint: after a crash the node may run again, and the caller has its answer."""
+        if self.lease is not None and self.lease.lost:
+            return
+        try:
+            await execution_service.publish_response(self.redis, self.execution, response)
+        except Exception as exc:  # its event, after the checkpoint, carries it too
+            log.warning("could not publish the webhook answer of %s: %s", self.execution.id, exc)
 
     def _time(self, event: Event) -> None:
         """Node durations for the metrics (runs replayed after a crash are left out)."""

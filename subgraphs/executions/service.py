@@ -17,7 +17,7 @@ from arq.jobs import serialize_job
 from arq.utils import timestamp_ms
 from beanie import PydanticObjectId
 from redis.asyncio import Redis
-from redis.typing import EncodableT, FieldT
+from redis.typing import EncodableT, FieldT, KeyT, StreamIdT
 
 from klikkflow.kit.auth import Viewer
 from klikkflow.kit.crypto import derive_key
@@ -54,6 +54,7 @@ end
 return cursor
 """
 STREAM_TTL_SECONDS = 86_400  # a finished execution's live stream, for late subscribers
+RESPONSE_TTL_SECONDS = 300  # a Respond to Webhook node's answer, for the call waiting on it
 FINAL_VALUES = frozenset(s.value for s in TERMINAL)
 FOLLOW_BLOCK_MS = 5_000
 MAX_PAGE = 100
@@ -82,6 +83,11 @@ class Change:
     workflow_id: str
     status: ExecutionStatus
     at: datetime
+
+
+def response_key(execution_id: str) -> str:
+    """A stream holding what the execution's Respond to Webhook nodes answered."""
+    return f"klikkflow:execution:{execution_id}:response"
 
 
 def stream_key(execution_id: str) -> str:
@@ -409,6 +415,15 @@ class ExecutionService:
         checkpoint group) share one round trip."""
         await _publish(_Publication(redis, execution, logged, announce))
 
+    async def publish_response(
+        self, redis: Redis, execution: ExecutionDocument, response: dict[str, Any]
+    ) -> None:
+        """What a Respond to Webhook node answers the call that started the execution, as
+        soon as the node ran: the caller does not wait for the node's checkpoint (n8n, too,
+        answers before it saves). The node's event, published after its checkpoint, carries
+        the answer as well."""
+        await _publish(_Publication(redis, execution, [], (), response))
+
     async def changes(
         self, redis: Redis, viewer: Viewer, workflow_id: str | None, after: str | None
     ) -> AsyncIterator[Change]:
@@ -433,6 +448,28 @@ class ExecutionService:
                         status=ExecutionStatus(fields["status"]),
                         at=datetime.fromisoformat(fields["at"]),
                     )
+
+    async def answer(
+        self, redis: Redis, execution_id: str, after: str, respond_nodes: set[str]
+    ) -> dict[str, Any] | None:
+        """Wait until the execution answers the webhook call that started it: the first
+        response of one of `respond_nodes` (from the response stream, or else from the
+        node's event), or None once the execution ended without one."""
+        events = stream_key(execution_id)
+        cursors: dict[KeyT, StreamIdT] = {events: after}
+        if respond_nodes:
+            cursors[response_key(execution_id)] = "0-0"
+        while True:
+            batches = dict(await redis.xread(cursors, block=FOLLOW_BLOCK_MS) or [])
+            for _, fields in batches.get(response_key(execution_id), [])[:1]:
+                return dict(json.loads(fields["response"]))
+            for entry_id, fields in batches.get(events, []):
+                cursors[events] = entry_id
+                event = _event_from_stream(execution_id, entry_id, fields)
+                if event.type == "node.succeeded" and event.node in respond_nodes:
+                    return event.response or {}
+                if event.status in TERMINAL:
+                    return None
 
     async def follow(
         self, redis: Redis, execution_id: str, after: str | None
@@ -470,6 +507,7 @@ class _Publication:
     execution: ExecutionDocument
     logged: list[tuple[dict[str, Any], str | None]]
     announce: Sequence[ExecutionStatus]
+    response: dict[str, Any] | None = None  # a Respond to Webhook node's, at once
 
 
 async def _publications(group: list[_Publication]) -> list[None | BaseException]:
@@ -490,6 +528,11 @@ async def _publications(group: list[_Publication]) -> list[None | BaseException]
                     if entry["status"] in FINAL_VALUES:  # the log in MongoDB outlives it
                         pipe.expire(key, STREAM_TTL_SECONDS)
                         owners.append(i)
+                if p.response is not None:
+                    answers_key = response_key(str(p.execution.id))
+                    pipe.xadd(answers_key, {"response": json.dumps(p.response)})
+                    pipe.expire(answers_key, RESPONSE_TTL_SECONDS)
+                    owners += [i, i]
                 for status in p.announce:
                     changes = changes_key(str(p.execution.organization_id))
                     change = _change_fields(p.execution, status)

@@ -31,7 +31,7 @@ from klikkflow.kit import metrics
 from klikkflow.kit.auth import Viewer
 from klikkflow.kit.stores import object_id
 from klikkflow.nodes.triggers import WebhookParams
-from subgraphs.executions.models import TERMINAL, ExecutionDocument
+from subgraphs.executions.models import ExecutionDocument
 from subgraphs.executions.models import ExecutionStatus as Status
 from subgraphs.executions.service import RUN_EXECUTION, resume_token
 from subgraphs.executions.service import execution as execution_service
@@ -189,20 +189,6 @@ def _item(request: Request, body: Any) -> dict[str, Any]:
     }
 
 
-async def _wait(
-    request: Request, execution: ExecutionDocument, cursor: str, respond_nodes: set[str]
-) -> Any:
-    """Follow the execution's stream (after `cursor`) until a Respond to Webhook node ran
-    (its response) or the execution ended (None)."""
-    redis = request.app.state.redis
-    async for event in execution_service.follow(redis, str(execution.id), cursor):
-        if event.type == "node.succeeded" and event.node in respond_nodes:
-            return event.response or {}
-        if event.status in TERMINAL:
-            return None
-    return None
-
-
 def _respond(response: dict[str, Any]) -> Response:
     body, status = response.get("body"), int(response.get("status", 200))
     headers = dict(response.get("headers") or {})
@@ -260,7 +246,9 @@ async def _handle(request: Request, test: bool) -> Response:
     try:
         async with asyncio.timeout(RESPONSE_TIMEOUT_SECONDS):
             respond_nodes = respond if mode == "responseNode" else set()
-            response = await _wait(request, execution, cursor, respond_nodes)
+            response = await execution_service.answer(
+                state.redis, execution_id, cursor, respond_nodes
+            )
     except TimeoutError:
         return _refuse(504, "the workflow is still running", executionId=execution_id)
     if mode == "responseNode":

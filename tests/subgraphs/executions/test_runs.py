@@ -461,3 +461,67 @@ async def test_a_job_finding_the_lease_held_tries_again_only_for_a_waiting_execu
                 await queue.delete(job_key_prefix + job)
             await redis.delete(lease_key(execution_id))
             await ExecutionDocument.find({"_id": execution.id}).delete()
+
+
+async def test_a_webhook_answer_goes_out_before_its_checkpoint(platform):
+    """A Respond to Webhook node's answer reaches the waiting call as soon as the node ran,
+    not after the checkpoint that stores its event (which carries the answer as well, for
+    a call that missed the first). A call answered by the last node ignores it."""
+    from beanie import PydanticObjectId
+
+    from klikkflow.engine.state import ExecutionFinished, ExecutionStatus, NodeSucceeded
+    from subgraphs.executions.models import ExecutionDocument, ExecutionLogDocument, now
+    from subgraphs.executions.repository import repository
+    from subgraphs.executions.runs import _Log
+    from subgraphs.executions.service import execution as service
+    from subgraphs.executions.service import response_key, stream_key
+
+    answer = {"status": 201, "headers": {}, "body": {"ok": True}, "kind": "firstIncomingItem"}
+    async with _job_stores(platform) as (redis, _):
+        execution = ExecutionDocument(
+            id=PydanticObjectId(),
+            organization_id=PydanticObjectId(),
+            workflow_id=PydanticObjectId(),
+            mode="webhook",
+        )
+        await repository.insert(execution)
+        execution_id = str(execution.id)
+        sink = _Log(redis, execution, 1)
+        sink.FLUSH_SECONDS = 60  # no checkpoint but the ones this test makes
+        try:
+            call = asyncio.create_task(service.answer(redis, execution_id, "0-0", {"Respond"}))
+            await sink(
+                NodeSucceeded(
+                    at=now(),
+                    node="Respond",
+                    run_index=0,
+                    outputs={"main": []},
+                    node_state={"response": answer},
+                )
+            )
+            assert await asyncio.wait_for(call, 5) == answer
+            assert await repository.log(execution.id) == []  # not checkpointed yet
+            assert await redis.xlen(stream_key(execution_id)) == 0
+            await sink.flush()
+            assert [e["type"] for e in await repository.log(execution.id)] == ["node.succeeded"]
+            await redis.delete(response_key(execution_id))
+            assert await service.answer(redis, execution_id, "0-0", {"Respond"}) == answer
+
+            await sink(
+                NodeSucceeded(
+                    at=now(),
+                    node="Respond",
+                    run_index=1,
+                    outputs={"main": []},
+                    node_state={"response": answer},
+                )
+            )
+            last_node = asyncio.create_task(service.answer(redis, execution_id, "0-0", set()))
+            await asyncio.sleep(0.3)
+            assert not last_node.done()  # the last node answers: it waits for the end
+            await sink(ExecutionFinished(at=now(), status=ExecutionStatus.SUCCEEDED))
+            assert await asyncio.wait_for(last_node, 5) is None
+        finally:
+            await redis.delete(response_key(execution_id), stream_key(execution_id))
+            await ExecutionLogDocument.find({"execution_id": execution.id}).delete()
+            await ExecutionDocument.find({"_id": execution.id}).delete()
