@@ -27,6 +27,7 @@ from klikkflow.kit.stores import (
     create_pg_engine,
     create_redis,
     init_mongo,
+    pack_in_c,
 )
 from klikkflow.kit.vault import LocalKeyProvider
 from subgraphs.ai.runtime import PostgresAiServices
@@ -121,7 +122,7 @@ def build_worker(settings: WorkerSettings, *, burst: bool = False) -> ClaimingWo
             settings.mongo_uri, settings.mongo_db, [*EXECUTION_DOCUMENTS, *WORKFLOW_DOCUMENTS]
         )
         ctx["settings"] = settings
-        ctx["queue"] = ctx["redis"]  # arq's own pool: enqueues jobs
+        ctx["queue"] = pack_in_c(ctx["redis"])  # arq's own pool: enqueues jobs
         ctx["redis"] = create_redis(settings.redis_url)
         provider = LocalKeyProvider(settings.credentials_master_keys, settings.secret_key)
         credential_service.configure(settings, provider)
