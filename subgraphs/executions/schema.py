@@ -170,16 +170,19 @@ async def _started(call: Awaitable[ExecutionDocument], execution_id: strawberry.
 class Subscription:
     @strawberry.subscription(
         description="Live events of one execution: replays the log after `after`, then follows "
-        "it until the execution finishes."
+        "it until the execution finishes. A finished execution's live stream is kept a minute; "
+        "later its log replays from the database with cursors `0-<seq>` (after an older "
+        "cursor, the whole log: `seq` tells which events were seen)."
     )
     async def execution_events(
         self, info: strawberry.Info, execution_id: strawberry.ID, after: str | None = None
     ) -> AsyncGenerator[ExecutionEvent, None]:
         viewer = info.context.require_viewer()
-        if await execution_service.get(viewer, str(execution_id)) is None:
+        execution = await execution_service.get(viewer, str(execution_id))
+        if execution is None:
             raise PublicError(f"execution {execution_id} not found")
         redis = info.context.state.redis
-        async for event in execution_service.follow(redis, str(execution_id), after):
+        async for event in execution_service.follow(redis, execution, after):
             yield ExecutionEvent.from_event(event)
 
     @strawberry.subscription(

@@ -53,7 +53,9 @@ if redis.call('EXISTS', KEYS[1], KEYS[2]) == 0 then
 end
 return cursor
 """
-STREAM_TTL_SECONDS = 86_400  # a finished execution's live stream, for late subscribers
+# A finished execution's live stream is kept this long; later, its subscribers replay its
+# log from MongoDB. Redis thus holds the streams of recent executions only (~5 KB each).
+STREAM_TTL_SECONDS = 60
 RESPONSE_TTL_SECONDS = 300  # a Respond to Webhook node's answer, for the call waiting on it
 FINAL_VALUES = frozenset(s.value for s in TERMINAL)
 FOLLOW_BLOCK_MS = 5_000
@@ -449,6 +451,25 @@ class ExecutionService:
                         at=datetime.fromisoformat(fields["at"]),
                     )
 
+    async def _logged_events(self, execution: ExecutionDocument) -> list[Event]:
+        """The execution's events as its stream had them, from its log in MongoDB (its
+        queued event, which the log leaves to the execution document, first)."""
+        assert execution.id is not None
+        entries = [_queued_entry(execution), *await repository.log(execution.id)]
+        return [
+            _event_from_stream(
+                str(execution.id),
+                f"0-{entry['seq']}",
+                {
+                    str(name): str(value)
+                    for name, value in _stream_fields(
+                        entry, (entry["data"].get("engine") or {}).get("node")
+                    ).items()
+                },
+            )
+            for entry in entries
+        ]
+
     async def answer(
         self, redis: Redis, execution_id: str, after: str, respond_nodes: set[str]
     ) -> dict[str, Any] | None:
@@ -472,10 +493,20 @@ class ExecutionService:
                     return None
 
     async def follow(
-        self, redis: Redis, execution_id: str, after: str | None
+        self, redis: Redis, execution: ExecutionDocument, after: str | None
     ) -> AsyncIterator[Event]:
-        """Events of one execution from the stream, replaying those after `after`, until
-        a terminal one. The caller has checked the viewer may see the execution."""
+        """Events of one execution from its live stream, replaying those after `after`,
+        until a terminal one. The caller has checked the viewer may see the execution (and
+        read it just now). A finished execution whose stream is gone (STREAM_TTL_SECONDS
+        after its end) replays its log from MongoDB, with cursors of the form `0-<seq>`:
+        after one of those, the events after that seq; after a cursor of the expired
+        stream, all of them (each event's `seq` tells which were seen)."""
+        execution_id = str(execution.id)
+        if execution.status in TERMINAL and not await redis.exists(stream_key(execution_id)):
+            for event in await self._logged_events(execution):
+                if _seq_of_replayed(after) < event.seq:
+                    yield event
+            return
         cursor = after or "0-0"
         while True:
             batches = await redis.xread({stream_key(execution_id): cursor}, block=FOLLOW_BLOCK_MS)
@@ -486,6 +517,12 @@ class ExecutionService:
                     yield event
                     if event.status in TERMINAL:
                         return
+
+
+def _seq_of_replayed(cursor: str | None) -> int:
+    """The seq in a cursor of a replayed log (`0-<seq>`); 0 for any other cursor."""
+    head, _, tail = (cursor or "").partition("-")
+    return int(tail) if head == "0" and tail.isdigit() else 0
 
 
 def _event_from_stream(execution_id: str, entry_id: str, fields: dict[str, str]) -> Event:
@@ -527,7 +564,9 @@ async def _publications(group: list[_Publication]) -> list[None | BaseException]
                     owners.append(i)
                     if entry["status"] in FINAL_VALUES:  # the log in MongoDB outlives it
                         pipe.expire(key, STREAM_TTL_SECONDS)
-                        owners.append(i)
+                        # a webhook call not answered yet finds the answer in the events
+                        pipe.delete(response_key(str(p.execution.id)))
+                        owners += [i, i]
                 if p.response is not None:
                     answers_key = response_key(str(p.execution.id))
                     pipe.xadd(answers_key, {"response": json.dumps(p.response)})

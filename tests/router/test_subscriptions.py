@@ -131,3 +131,42 @@ async def test_websocket_subscription_without_token_is_refused(platform, client)
     )
     messages = [e["message"] for e in payloads[0]["errors"]]
     assert any("authentication required" in m for m in messages), messages
+
+
+async def test_a_finished_execution_whose_stream_expired_replays_its_log(platform, client):
+    """A finished execution's live stream lasts a minute (Redis keeps recent executions'
+    only); a later subscriber gets the same events from its log in MongoDB, then the end."""
+    from redis.asyncio import Redis
+
+    from subgraphs.executions.service import STREAM_TTL_SECONDS, stream_key
+
+    account = await sign_up(client, platform.router_url)
+    execution_id = await _run(client, platform, account)
+    live = await asyncio.wait_for(
+        sse_subscribe(client, platform.router_url, EVENTS, {"id": execution_id}, account.token),
+        30,
+    )
+    assert _steps(live) == STEPS
+    redis = Redis.from_url(platform.redis_url)
+    try:
+        assert 0 < await redis.ttl(stream_key(execution_id)) <= STREAM_TTL_SECONDS
+        await redis.delete(stream_key(execution_id))  # as if it expired
+    finally:
+        await redis.aclose()
+
+    def follow(after):
+        variables = {"id": execution_id, "after": after}
+        return asyncio.wait_for(
+            ws_subscribe(platform.router_url, EVENTS, variables, account.token), 30
+        )
+
+    replayed = await follow(None)
+    assert _steps(replayed) == STEPS
+    assert _statuses(replayed) == _statuses(live)
+    assert [p["data"]["executionEvents"]["seq"] for p in replayed] == [1, 2, 3, 4, 5]
+    cursors = [p["data"]["executionEvents"]["cursor"] for p in replayed]
+    assert cursors == ["0-1", "0-2", "0-3", "0-4", "0-5"]
+    assert _steps(await follow(cursors[1])) == STEPS[2:]
+    assert await follow(cursors[-1]) == []
+    old = live[2]["data"]["executionEvents"]["cursor"]  # of the stream that expired
+    assert _steps(await follow(old)) == STEPS

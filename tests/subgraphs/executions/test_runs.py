@@ -466,7 +466,8 @@ async def test_a_job_finding_the_lease_held_tries_again_only_for_a_waiting_execu
 async def test_a_webhook_answer_goes_out_before_its_checkpoint(platform):
     """A Respond to Webhook node's answer reaches the waiting call as soon as the node ran,
     not after the checkpoint that stores its event (which carries the answer as well, for
-    a call that missed the first). A call answered by the last node ignores it."""
+    a call that missed the first). A call answered by the last node ignores it. The answer
+    is dropped from Redis when the execution ends."""
     from beanie import PydanticObjectId
 
     from klikkflow.engine.state import ExecutionFinished, ExecutionStatus, NodeSucceeded
@@ -519,8 +520,10 @@ async def test_a_webhook_answer_goes_out_before_its_checkpoint(platform):
             last_node = asyncio.create_task(service.answer(redis, execution_id, "0-0", set()))
             await asyncio.sleep(0.3)
             assert not last_node.done()  # the last node answers: it waits for the end
+            assert await redis.exists(response_key(execution_id))
             await sink(ExecutionFinished(at=now(), status=ExecutionStatus.SUCCEEDED))
             assert await asyncio.wait_for(last_node, 5) is None
+            assert not await redis.exists(response_key(execution_id))  # gone with the end
         finally:
             await redis.delete(response_key(execution_id), stream_key(execution_id))
             await ExecutionLogDocument.find({"execution_id": execution.id}).delete()
