@@ -1,6 +1,11 @@
-"""Retention: finished executions (and their logs) older than the age limit, or beyond
-the newest N of their workflow, are deleted by the workers' hourly sweep. Unfinished
-executions are never touched."""
+"""Retention: finished executions (and their logs) older than the age limit, or beyond the
+newest N of their workflow, are deleted by the workers' hourly sweep. Unfinished
+executions are never touched.
+
+Every query names an organization, a workflow and a status or a window of ids, which an
+index answers exactly: the embedded store reads every document an index range holds
+(then sorts or limits what it read), so a query on a status alone, or sorted over a
+workflow's whole history, would read millions of executions every hour."""
 
 from __future__ import annotations
 
@@ -10,42 +15,77 @@ from typing import Any
 from bson import ObjectId
 
 from subgraphs.executions.models import TERMINAL, ExecutionDocument, ExecutionLogDocument, now
+from subgraphs.executions.repository import WINDOW_LAST, WINDOW_START
+from subgraphs.workflows.models import WorkflowDocument
 
 BATCH = 1_000
 FINISHED = [s.value for s in TERMINAL]
 
 
-async def _delete(query: dict[str, Any]) -> int:
-    """Delete the finished executions matching `query`, a batch at a time, logs first."""
+async def _workflows() -> list[tuple[ObjectId, ObjectId]]:
+    """(organization, workflow) of every workflow: workflows are archived, never deleted."""
+    found = WorkflowDocument.get_pymongo_collection().find({}, {"organization_id": 1})
+    return [(doc["organization_id"], doc["_id"]) async for doc in found]
+
+
+async def _finished(query: dict[str, Any]) -> list[ObjectId]:
+    """The ids of the finished executions matching `query`, a status at a time."""
     collection = ExecutionDocument.get_pymongo_collection()
+    return [
+        doc["_id"]
+        for status in FINISHED
+        async for doc in collection.find({**query, "status": status}, {"_id": 1})
+    ]
+
+
+async def _delete(ids: list[ObjectId]) -> int:
+    """Delete these executions, a batch at a time, their logs first."""
     deleted = 0
-    while True:
-        ids = [
-            doc["_id"]
-            async for doc in collection.find(
-                {**query, "status": {"$in": FINISHED}}, {"_id": 1}
-            ).limit(BATCH)
-        ]
-        if not ids:
-            return deleted
+    for start in range(0, len(ids), BATCH):
+        batch = ids[start : start + BATCH]
         await ExecutionLogDocument.get_pymongo_collection().delete_many(
-            {"execution_id": {"$in": ids}}
+            {"execution_id": {"$in": batch}}
         )
-        deleted += (await collection.delete_many({"_id": {"$in": ids}})).deleted_count
+        collection = ExecutionDocument.get_pymongo_collection()
+        deleted += (await collection.delete_many({"_id": {"$in": batch}})).deleted_count
+    return deleted
+
+
+async def _newest_beyond(workflow: dict[str, Any], keep: int) -> ObjectId | None:
+    """The newest execution of a workflow beyond its newest `keep`, or None: counted in
+    windows of ids back from now (a minute wide, then eightfold, as history pages look),
+    so the store reads about as many ids as the workflow keeps, not all of them."""
+    collection = ExecutionDocument.get_pymongo_collection()
+    upper: ObjectId | None = None
+    width, seen = WINDOW_START, 0
+    while True:
+        top = upper.generation_time if upper is not None else now()
+        lower = ObjectId.from_datetime(top - width) if width <= WINDOW_LAST else None
+        ids: dict[str, ObjectId] = {}
+        if lower is not None:
+            ids["$gte"] = lower
+        if upper is not None:
+            ids["$lt"] = upper
+        query = {**workflow, "_id": ids} if ids else workflow
+        found = [doc["_id"] async for doc in collection.find(query, {"_id": 1})]
+        if seen + len(found) > keep:
+            return sorted(found, reverse=True)[keep - seen]
+        if lower is None:
+            return None
+        seen += len(found)
+        upper, width = lower, width * 8
 
 
 async def prune(max_age_days: int, keep_per_workflow: int) -> int:
     """Apply both limits (0 turns one off); how many executions were deleted."""
     deleted = 0
-    if max_age_days > 0:
-        cutoff = ObjectId.from_datetime(now() - timedelta(days=max_age_days))
-        deleted += await _delete({"_id": {"$lt": cutoff}})
-    if keep_per_workflow > 0:
-        collection = ExecutionDocument.get_pymongo_collection()
-        for workflow_id in await collection.distinct("workflow_id"):
-            newest = collection.find({"workflow_id": workflow_id}, {"_id": 1}).sort("_id", -1)
-            beyond = await newest.skip(keep_per_workflow).limit(1).to_list(1)
-            if beyond:
-                query = {"workflow_id": workflow_id, "_id": {"$lte": beyond[0]["_id"]}}
-                deleted += await _delete(query)
+    for organization_id, workflow_id in await _workflows():
+        workflow = {"organization_id": organization_id, "workflow_id": workflow_id}
+        if max_age_days > 0:
+            cutoff = ObjectId.from_datetime(now() - timedelta(days=max_age_days))
+            deleted += await _delete(await _finished({**workflow, "_id": {"$lt": cutoff}}))
+        if keep_per_workflow > 0:
+            beyond = await _newest_beyond(workflow, keep_per_workflow)
+            if beyond is not None:
+                deleted += await _delete(await _finished({**workflow, "_id": {"$lte": beyond}}))
     return deleted

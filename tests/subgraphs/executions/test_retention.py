@@ -18,6 +18,18 @@ from subgraphs.executions.models import (
     ExecutionStatus,
     now,
 )
+from subgraphs.workflows.models import DOCUMENTS as WORKFLOW_DOCUMENTS
+from subgraphs.workflows.models import WorkflowDocument
+
+
+async def _workflow(org) -> PydanticObjectId:
+    owner = PydanticObjectId()
+    workflow = WorkflowDocument(
+        organization_id=org, owner_id=owner, name="Kept", definition="{}", saved_by=owner
+    )
+    await workflow.insert()
+    assert workflow.id is not None
+    return workflow.id
 
 
 async def _execution(org, workflow, status, age_days=0.0) -> PydanticObjectId:
@@ -43,21 +55,28 @@ async def _execution(org, workflow, status, age_days=0.0) -> PydanticObjectId:
 
 
 async def test_old_and_surplus_finished_executions_go_with_their_logs(platform):
-    mongo = await init_mongo(platform.mongo_uri, platform.settings.mongo_db, DOCUMENTS)
+    mongo = await init_mongo(
+        platform.mongo_uri, platform.settings.mongo_db, [*DOCUMENTS, *WORKFLOW_DOCUMENTS]
+    )
     try:
-        org, busy, quiet = PydanticObjectId(), PydanticObjectId(), PydanticObjectId()
+        org = PydanticObjectId()
+        busy, quiet, spread = await _workflow(org), await _workflow(org), await _workflow(org)
         ancient = await _execution(org, quiet, ExecutionStatus.SUCCEEDED, age_days=40)
         ancient_waiting = await _execution(org, quiet, ExecutionStatus.WAITING, age_days=40)
         recent_quiet = await _execution(org, quiet, ExecutionStatus.FAILED, age_days=1)
         busy_runs = [
             await _execution(org, busy, ExecutionStatus.SUCCEEDED, age_days=0.001 * (10 - i))
             for i in range(10)
-        ]  # oldest first
+        ]  # oldest first, 86 s apart
+        spread_runs = [  # over 20 days, oldest first: counted across windows of ids
+            await _execution(org, spread, ExecutionStatus.SUCCEEDED, age_days=20 - 2 * i)
+            for i in range(10)
+        ]
         deleted = await retention.prune(max_age_days=30, keep_per_workflow=4)
         # (earlier tests' workflows in this database may lose their surplus runs too)
-        assert deleted >= 1 + 6
+        assert deleted >= 1 + 6 + 6
         left = {e.id for e in await ExecutionDocument.find({"organization_id": org}).to_list()}
-        assert left == {ancient_waiting, recent_quiet, *busy_runs[-4:]}
+        assert left == {ancient_waiting, recent_quiet, *busy_runs[-4:], *spread_runs[-4:]}
         logs = await ExecutionLogDocument.find({"organization_id": org}).to_list()
         assert {e.execution_id for e in logs} == left
         assert ancient not in left
