@@ -272,10 +272,6 @@ class _IdOnly(BaseModel):
     id: PydanticObjectId = Field(alias="_id")
 
 
-class _Pending(_IdOnly):
-    status: Status
-
-
 @dataclass(frozen=True)
 class RunSettings:
     allow_private_network: bool = False
@@ -550,19 +546,17 @@ class RunService:
     async def _requeue(self, queue: ArqRedis) -> None:
         """A job for every queued execution (arq keeps one job per id: one that is still
         queued is not doubled) and every waiting one (its run sets its wake again)."""
-        pending = ExecutionDocument.find(
-            {"status": {"$in": [Status.QUEUED.value, Status.WAITING.value]}},
-            projection_model=_Pending,
-        )
         count = 0
-        async for found in pending:
-            execution_id = str(found.id)
-            if found.status == Status.QUEUED:
-                job_id = execution_id
-            else:
-                job_id = f"{execution_id}:requeue:{uuid.uuid4().hex[:8]}"
-            await queue.enqueue_job(RUN_EXECUTION, execution_id, _job_id=job_id)
-            count += 1
+        for status in (Status.QUEUED, Status.WAITING):  # one status a query: the status index
+            pending = ExecutionDocument.find({"status": status.value}, projection_model=_IdOnly)
+            async for found in pending:
+                execution_id = str(found.id)
+                if status == Status.QUEUED:
+                    job_id = execution_id
+                else:
+                    job_id = f"{execution_id}:requeue:{uuid.uuid4().hex[:8]}"
+                await queue.enqueue_job(RUN_EXECUTION, execution_id, _job_id=job_id)
+                count += 1
         if count:
             log.warning("Redis lost its jobs: enqueued %d queued or waiting executions", count)
 
