@@ -31,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -148,13 +149,21 @@ def _ensure_wrk() -> None:
     subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], check=True)
 
 
-async def _stored(settings: PlatformSettings, mongo_uri: str) -> dict[str, int]:
+async def _stored(settings: PlatformSettings, mongo_uri: str) -> tuple[dict[str, int], float]:
+    """Executions by status once none is queued or running (the driver stops waiting when
+    the finished count stands still for a second), and how long that took (at most 180 s)."""
     client: AsyncMongoClient = AsyncMongoClient(mongo_uri)
+    began = time.monotonic()
     try:
-        rows = await client[settings.mongo_db]["executions"].aggregate(
-            [{"$group": {"_id": "$status", "n": {"$sum": 1}}}]
-        )
-        return {row["_id"]: row["n"] async for row in rows}
+        while True:
+            rows = await client[settings.mongo_db]["executions"].aggregate(
+                [{"$group": {"_id": "$status", "n": {"$sum": 1}}}]
+            )
+            stored = {row["_id"]: row["n"] async for row in rows}
+            waited = time.monotonic() - began
+            if not (stored.keys() & {"queued", "running"}) or waited > 180:
+                return stored, waited
+            await asyncio.sleep(0.5)
     finally:
         await client.close()
 
@@ -205,8 +214,9 @@ async def main(args: argparse.Namespace) -> None:
             await asyncio.to_thread(subprocess.run, run, check=True)
             metrics.shutdown()
             subprocess.run([*driver, "report", str(results)], check=True)
-            stored = await _stored(settings, platform.mongo_uri)
-            print(f"executions stored: {sum(stored.values())} {stored}")  # noqa: T201
+            stored, waited = await _stored(settings, platform.mongo_uri)
+            total = sum(stored.values())
+            print(f"executions stored: {total} {stored} (the last {waited:.0f} s after)")  # noqa: T201
         finally:
             await supervisor.stop_all()
 
