@@ -201,14 +201,22 @@ class Supervisor:
 _FREE_PORT_RANGE = (20000, 32000)
 
 
+# Ports free_port handed out in this process: never twice, since callers pick the ports of
+# several services before any of them binds its own.
+_GIVEN: set[int] = set()
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     for _ in range(200):
         port = random.randrange(*_FREE_PORT_RANGE)
+        if port in _GIVEN:
+            continue
         with socket.socket(_family_of(host)) as sock:
             try:
                 sock.bind((host, port))
             except OSError:
                 continue
+            _GIVEN.add(port)
             return port
     raise SupervisorError(f"no free port in {_FREE_PORT_RANGE} on {host}")
 

@@ -120,3 +120,10 @@ async def test_a_port_is_ready_once_it_accepts_connections(supervisor: Superviso
     await supervisor.wait_ready(timeout=10)
 
     assert await http_ok(url)
+
+
+def test_free_port_never_hands_out_a_port_twice():
+    """The ports of a platform's services are picked before any of them binds: two of them
+    on one port would fail the second service's start."""
+    ports = [free_port() for _ in range(500)]  # at random, ~10 would repeat
+    assert len(set(ports)) == len(ports)
