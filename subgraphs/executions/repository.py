@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -23,6 +23,30 @@ _AS_READ: CodecOptions[dict[str, Any]] = CodecOptions(
 SNAPSHOT_MAX_BYTES = 64 * 1024  # a new execution its job carries (most webhook calls)
 WINDOW_START = timedelta(minutes=1)  # history pages look this far back first
 WINDOW_LAST = timedelta(days=4 * 365)  # beyond it, one last look at everything older
+
+
+def id_windows(
+    upper: ObjectId | None, floor: ObjectId | None = None
+) -> Iterator[dict[str, ObjectId]]:
+    """Conditions on `_id` for windows of ids going back in time from `upper` (now if
+    None): a minute wide, then eightfold each time; the last one reaches down to `floor`
+    (the oldest id wanted, None: all of them). A store that sorts what it fetched (as the
+    embedded one does) thus reads about as many executions as a query needs."""
+    width = WINDOW_START
+    while True:
+        top = upper.generation_time if upper is not None else datetime.now(UTC)
+        lower: ObjectId | None = ObjectId.from_datetime(top - width)
+        if width > WINDOW_LAST or (floor is not None and lower <= floor):
+            lower = floor  # the last window: everything left
+        ids: dict[str, ObjectId] = {}
+        if lower is not None:
+            ids["$gte"] = lower
+        if upper is not None:
+            ids["$lt"] = upper
+        yield ids
+        if lower is None or lower == floor:
+            return
+        upper, width = lower, width * 8
 
 
 @dataclass(frozen=True)
@@ -68,17 +92,9 @@ class ExecutionRepository:
             upper = cursor if upper is None else min(upper, cursor)
         floor = ObjectId.from_datetime(filter.since) if filter.since is not None else None
         found: list[ExecutionDocument] = []
-        width = WINDOW_START
-        while len(found) < limit:
-            top = upper.generation_time if upper is not None else datetime.now(UTC)
-            lower: ObjectId | None = ObjectId.from_datetime(top - width)
-            if width > WINDOW_LAST or (floor is not None and lower <= floor):
-                lower = floor  # the last window: everything left
-            ids: dict[str, ObjectId] = {}
-            if lower is not None:
-                ids["$gte"] = lower
-            if upper is not None:
-                ids["$lt"] = upper
+        for ids in id_windows(upper, floor):
+            if len(found) >= limit:
+                break
             batch = [
                 doc
                 for shape in shapes
@@ -89,9 +105,6 @@ class ExecutionRepository:
             ]
             batch.sort(key=lambda e: e.id or ObjectId(), reverse=True)
             found.extend(batch[: limit - len(found)])
-            if lower is None or lower == floor:
-                break
-            upper, width = lower, width * 8
         return found
 
     async def copy_log(self, execution: ExecutionDocument, logged: list[dict[str, Any]]) -> None:

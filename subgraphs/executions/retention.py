@@ -15,7 +15,7 @@ from typing import Any
 from bson import ObjectId
 
 from subgraphs.executions.models import TERMINAL, ExecutionDocument, ExecutionLogDocument, now
-from subgraphs.executions.repository import WINDOW_LAST, WINDOW_START
+from subgraphs.executions.repository import id_windows
 from subgraphs.workflows.models import WorkflowDocument
 
 BATCH = 1_000
@@ -40,40 +40,29 @@ async def _finished(query: dict[str, Any]) -> list[ObjectId]:
 
 async def _delete(ids: list[ObjectId]) -> int:
     """Delete these executions, a batch at a time, their logs first."""
+    executions = ExecutionDocument.get_pymongo_collection()
+    logs = ExecutionLogDocument.get_pymongo_collection()
     deleted = 0
     for start in range(0, len(ids), BATCH):
         batch = ids[start : start + BATCH]
-        await ExecutionLogDocument.get_pymongo_collection().delete_many(
-            {"execution_id": {"$in": batch}}
-        )
-        collection = ExecutionDocument.get_pymongo_collection()
-        deleted += (await collection.delete_many({"_id": {"$in": batch}})).deleted_count
+        await logs.delete_many({"execution_id": {"$in": batch}})
+        deleted += (await executions.delete_many({"_id": {"$in": batch}})).deleted_count
     return deleted
 
 
 async def _newest_beyond(workflow: dict[str, Any], keep: int) -> ObjectId | None:
     """The newest execution of a workflow beyond its newest `keep`, or None: counted in
-    windows of ids back from now (a minute wide, then eightfold, as history pages look),
-    so the store reads about as many ids as the workflow keeps, not all of them."""
+    windows of ids back from now (as history pages look), so the store reads about as
+    many ids as the workflow keeps, not all of them."""
     collection = ExecutionDocument.get_pymongo_collection()
-    upper: ObjectId | None = None
-    width, seen = WINDOW_START, 0
-    while True:
-        top = upper.generation_time if upper is not None else now()
-        lower = ObjectId.from_datetime(top - width) if width <= WINDOW_LAST else None
-        ids: dict[str, ObjectId] = {}
-        if lower is not None:
-            ids["$gte"] = lower
-        if upper is not None:
-            ids["$lt"] = upper
+    seen = 0
+    for ids in id_windows(None):
         query = {**workflow, "_id": ids} if ids else workflow
         found = [doc["_id"] async for doc in collection.find(query, {"_id": 1})]
         if seen + len(found) > keep:
             return sorted(found, reverse=True)[keep - seen]
-        if lower is None:
-            return None
         seen += len(found)
-        upper, width = lower, width * 8
+    return None
 
 
 async def prune(max_age_days: int, keep_per_workflow: int) -> int:

@@ -327,8 +327,8 @@ class _Log:
         node = getattr(event, "node", None)
         self._time(event)
         self.pending.append((entry, node))
-        if isinstance(event, NodeSucceeded) and "response" in (event.node_state or {}):
-            await self._answer(event.node_state["response"])  # type: ignore[index]
+        if isinstance(event, NodeSucceeded) and event.node_state and "response" in event.node_state:
+            await self._answer(event.node_state["response"])
         if event.type in self.CHECKPOINTS:
             await self.flush()
         elif event.type in self.NODE_CHECKPOINTS and node in self.effectful:

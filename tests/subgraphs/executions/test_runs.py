@@ -489,17 +489,22 @@ async def test_a_webhook_answer_goes_out_before_its_checkpoint(platform):
         execution_id = str(execution.id)
         sink = _Log(redis, execution, 1)
         sink.FLUSH_SECONDS = 60  # no checkpoint but the ones this test makes
-        try:
-            call = asyncio.create_task(service.answer(redis, execution_id, "0-0", {"Respond"}))
+
+        async def responded(run_index: int) -> None:
+            state = {"response": answer}
             await sink(
                 NodeSucceeded(
                     at=now(),
                     node="Respond",
-                    run_index=0,
+                    run_index=run_index,
                     outputs={"main": []},
-                    node_state={"response": answer},
+                    node_state=state,
                 )
             )
+
+        try:
+            call = asyncio.create_task(service.answer(redis, execution_id, "0-0", {"Respond"}))
+            await responded(0)
             assert await asyncio.wait_for(call, 5) == answer
             assert await repository.log(execution.id) == []  # not checkpointed yet
             assert await redis.xlen(stream_key(execution_id)) == 0
@@ -508,15 +513,7 @@ async def test_a_webhook_answer_goes_out_before_its_checkpoint(platform):
             await redis.delete(response_key(execution_id))
             assert await service.answer(redis, execution_id, "0-0", {"Respond"}) == answer
 
-            await sink(
-                NodeSucceeded(
-                    at=now(),
-                    node="Respond",
-                    run_index=1,
-                    outputs={"main": []},
-                    node_state={"response": answer},
-                )
-            )
+            await responded(1)
             last_node = asyncio.create_task(service.answer(redis, execution_id, "0-0", set()))
             await asyncio.sleep(0.3)
             assert not last_node.done()  # the last node answers: it waits for the end
