@@ -52,12 +52,10 @@ class ExecutionDocument(Document):
 
     class Settings:
         name = "executions"
-        # History pages walk these newest first (by id); see repository.page.
+        # History pages walk these newest first (by id), a status at a time, merged (see
+        # repository.page): no index without the status, as every index costs each write
+        # of an execution (the embedded store rewrites all its entries on any update).
         indexes = [
-            IndexModel([("organization_id", ASCENDING), ("_id", DESCENDING)]),
-            IndexModel(
-                [("organization_id", ASCENDING), ("workflow_id", ASCENDING), ("_id", DESCENDING)]
-            ),
             IndexModel(
                 [("organization_id", ASCENDING), ("status", ASCENDING), ("_id", DESCENDING)]
             ),
@@ -81,7 +79,11 @@ class ExecutionDocument(Document):
         ]
 
     # Dropped at start-up, before the indexes above are made (klikkflow.kit.stores).
-    retired_indexes: ClassVar[tuple[str, ...]] = ("finished_at_1__id_1",)
+    retired_indexes: ClassVar[tuple[str, ...]] = (
+        "finished_at_1__id_1",
+        "organization_id_1__id_-1",
+        "organization_id_1_workflow_id_1__id_-1",
+    )
 
 
 class ExecutionLogDocument(Document):

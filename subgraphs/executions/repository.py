@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -72,16 +73,17 @@ class ExecutionRepository:
         self, viewer: Viewer, filter: ExecutionFilter, after: str | None, limit: int
     ) -> list[ExecutionDocument]:
         """Newest first, keyset-paged by id (ids grow with time); nothing counts a whole
-        collection. Each query names an organization, at most a workflow and one status,
-        and a range of ids, which an index answers exactly (several statuses: a query
-        each, merged). The range starts a minute wide below the cursor and grows eightfold
-        until the page is full: a store that sorts what it fetched (as the embedded one
-        does) thus fetches about as many executions as the page needs, not all of them."""
+        collection. Each query names an organization, at most a workflow, one status and
+        a range of ids, which an index answers exactly (a query per status wanted, all of
+        them when the filter names none, merged). The range starts a minute wide below
+        the cursor and grows eightfold until the page is full: a store that sorts what it
+        fetched (as the embedded one does) thus fetches about as many executions as the
+        page needs, not all of them."""
         org = object_id(viewer.organization_id)
         base: dict[str, Any] = {"organization_id": org}
         if filter.workflow_id is not None:
             base["workflow_id"] = object_id(filter.workflow_id)
-        shapes = [{**base, "status": s.value} for s in filter.statuses] or [base]
+        shapes = [{**base, "status": s.value} for s in filter.statuses or ExecutionStatus]
         upper: ObjectId | None = None
         if filter.until is not None:
             upper = ObjectId.from_datetime(filter.until)
@@ -95,14 +97,15 @@ class ExecutionRepository:
         for ids in id_windows(upper, floor):
             if len(found) >= limit:
                 break
-            batch = [
-                doc
-                for shape in shapes
-                for doc in await ExecutionDocument.find({**shape, "_id": ids} if ids else shape)
+            wanted = limit - len(found)
+            queries = [  # at once: the store answers them while the others travel
+                ExecutionDocument.find({**shape, "_id": ids} if ids else shape)
                 .sort("-_id")
-                .limit(limit - len(found))
+                .limit(wanted)
                 .to_list()
+                for shape in shapes
             ]
+            batch = [doc for docs in await asyncio.gather(*queries) for doc in docs]
             batch.sort(key=lambda e: e.id or ObjectId(), reverse=True)
             found.extend(batch[: limit - len(found)])
         return found

@@ -14,7 +14,13 @@ from typing import Any
 
 from bson import ObjectId
 
-from subgraphs.executions.models import TERMINAL, ExecutionDocument, ExecutionLogDocument, now
+from subgraphs.executions.models import (
+    TERMINAL,
+    ExecutionDocument,
+    ExecutionLogDocument,
+    ExecutionStatus,
+    now,
+)
 from subgraphs.executions.repository import id_windows
 from subgraphs.workflows.models import WorkflowDocument
 
@@ -58,7 +64,11 @@ async def _newest_beyond(workflow: dict[str, Any], keep: int) -> ObjectId | None
     seen = 0
     for ids in id_windows(None):
         query = {**workflow, "_id": ids} if ids else workflow
-        found = [doc["_id"] async for doc in collection.find(query, {"_id": 1})]
+        found = [  # a status at a time: the indexes all name one
+            doc["_id"]
+            for status in ExecutionStatus
+            async for doc in collection.find({**query, "status": status.value}, {"_id": 1})
+        ]
         if seen + len(found) > keep:
             return sorted(found, reverse=True)[keep - seen]
         seen += len(found)
