@@ -149,52 +149,78 @@ async def _fill(mongo_uri: str, db: str, org: str, workflows: list[str], total: 
     client: AsyncMongoClient = AsyncMongoClient(mongo_uri)
     try:
         executions = client[db]["executions"]
-        logs = client[db]["execution_log"]
         org_id = ObjectId(org)
         have = await executions.count_documents({"organization_id": org_id})
-        if have >= total:
-            print(f"  {have:,} executions already stored")  # noqa: T201
-            return
         rng = random.Random(7)
         workflow_ids = [ObjectId(w) for w in workflows]
-        start = datetime.now(UTC) - timedelta(days=DAYS)
-        span = DAYS * 86_400
-        began = time.perf_counter()
-        for done in range(have, total, BATCH):
-            docs, pages = [], []
-            for i in range(done, min(done + BATCH, total)):
-                at = start + timedelta(seconds=span * i / total)
-                oid = ObjectId(ObjectId.from_datetime(at).binary[:4] + os.urandom(8))
-                roll = rng.random()
-                status = "succeeded" if roll < 0.95 else "failed" if roll < 0.99 else "cancelled"
-                docs.append(
-                    {
-                        "_id": oid,
-                        "organization_id": org_id,
-                        "workflow_id": rng.choice(workflow_ids),
-                        "workflow_version": 1,
-                        "mode": "webhook",
-                        "items": [{"json": {"order": i}}],
-                        "start_node": "Start",
-                        "error": {"message": "bench failure"} if status == "failed" else None,
-                        "priority": "normal",
-                        "depth": 0,
-                        "status": status,
-                        "created_at": at,
-                        "started_at": at,
-                        "finished_at": at + timedelta(milliseconds=rng.randint(5, 500)),
-                    }
-                )
-                if i % 100 == 0:
-                    pages.append(_log(oid, org_id, at))
-            await executions.insert_many(docs, ordered=False)
-            if pages:
-                await logs.insert_many(pages, ordered=False)
-            if (done // BATCH) % 20 == 0:
-                rate = (done + len(docs) - have) / (time.perf_counter() - began)
-                print(f"  {done + len(docs):,} stored ({rate:,.0f}/s)", flush=True)  # noqa: T201
+        span = timedelta(days=DAYS)
+        if have < total:
+            start = datetime.now(UTC) - span
+            times = [(i, start + span * i / total) for i in range(have, total)]
+            await _write(client[db], org_id, workflow_ids, rng, times, len(times))
+        else:
+            print(f"  {have:,} executions already stored")  # noqa: T201
+        # Filling took a while: executions up to now at the same rate, so that the newest
+        # page looks back as far as on a live system (not over the fill's minutes).
+        newest = (
+            await executions.find({"organization_id": org_id, "status": "succeeded"})
+            .sort("_id", -1)
+            .limit(1)
+            .to_list()
+        )
+        last = newest[0]["created_at"].replace(tzinfo=UTC)
+        gap = datetime.now(UTC) - last
+        more = int(total * (gap / span))
+        times = [(total + k, last + gap * (k + 1) / (more + 1)) for k in range(more)]
+        await _write(client[db], org_id, workflow_ids, rng, times, len(times))
+        print(f"  {more:,} more for the {gap.total_seconds():.0f} s it took")  # noqa: T201
     finally:
         await client.close()
+
+
+async def _write(
+    db: Any,
+    org_id: ObjectId,
+    workflow_ids: list[ObjectId],
+    rng: random.Random,
+    times: list[tuple[int, datetime]],
+    total: int,
+) -> None:
+    """Executions numbered and timed as `times` says, a batch at a time."""
+    began = time.perf_counter()
+    for done in range(0, len(times), BATCH):
+        docs, pages = [], []
+        for i, at in times[done : done + BATCH]:
+            oid = ObjectId(ObjectId.from_datetime(at).binary[:4] + os.urandom(8))
+            roll = rng.random()
+            status = "succeeded" if roll < 0.95 else "failed" if roll < 0.99 else "cancelled"
+            docs.append(
+                {
+                    "_id": oid,
+                    "organization_id": org_id,
+                    "workflow_id": rng.choice(workflow_ids),
+                    "workflow_version": 1,
+                    "mode": "webhook",
+                    "items": [{"json": {"order": i}}],
+                    "start_node": "Start",
+                    "error": {"message": "bench failure"} if status == "failed" else None,
+                    "priority": "normal",
+                    "depth": 0,
+                    "status": status,
+                    "created_at": at,
+                    "started_at": at,
+                    "finished_at": at + timedelta(milliseconds=rng.randint(5, 500)),
+                }
+            )
+            if i % 100 == 0:
+                pages.append(_log(oid, org_id, at))
+        if docs:
+            await db["executions"].insert_many(docs, ordered=False)
+        if pages:
+            await db["execution_log"].insert_many(pages, ordered=False)
+        if (done // BATCH) % 20 == 0 and total > BATCH:
+            rate = (done + len(docs)) / (time.perf_counter() - began)
+            print(f"  {done + len(docs):,} of {total:,} stored ({rate:,.0f}/s)", flush=True)  # noqa: T201
 
 
 async def _timed(repeat: int, call) -> list[float]:
@@ -260,12 +286,22 @@ async def _measure(
     return rows
 
 
+def _kept_key(data_dir: Path) -> str:
+    """The secret key of the stores in `data_dir`, made on their first run: the sealed
+    signing keys open again on the next."""
+    kept = data_dir / "bench-secret-key"
+    if not kept.exists():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        kept.write_text(secrets.token_urlsafe(32))
+    return kept.read_text()
+
+
 async def main(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         data_dir = Path(args.data_dir) if args.data_dir else Path(tmp)
         settings = PlatformSettings(
             data_dir=data_dir,
-            secret_key=args.secret_key,
+            secret_key=args.secret_key or _kept_key(data_dir),
             **{f"{name}_port": free_port() for name in PORTS},
         )
         supervisor = Supervisor(Path(tmp) / "logs")
@@ -297,6 +333,6 @@ if __name__ == "__main__":
     parser.add_argument("--executions", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=30)
     parser.add_argument("--data-dir", default="")
-    # The same key on every run with --data-dir, so the sealed signing keys open again.
-    parser.add_argument("--secret-key", default=secrets.token_urlsafe(32))
+    # Default: one made for the data directory on its first run, and kept there.
+    parser.add_argument("--secret-key", default="")
     asyncio.run(main(parser.parse_args()))
