@@ -173,7 +173,7 @@ async def _fill(mongo_uri: str, db: str, org: str, workflows: list[str], total: 
         more = int(total * (gap / span))
         times = [(total + k, last + gap * (k + 1) / (more + 1)) for k in range(more)]
         await _write(client[db], org_id, workflow_ids, rng, times, len(times))
-        print(f"  {more:,} more for the {gap.total_seconds():.0f} s it took")  # noqa: T201
+        print(f"  {more:,} more for the {gap.total_seconds():.0f} s since the newest")  # noqa: T201
     finally:
         await client.close()
 
