@@ -107,7 +107,7 @@ class ExecutionRepository:
             ]
             batch = [doc for docs in await asyncio.gather(*queries) for doc in docs]
             batch.sort(key=lambda e: e.id or ObjectId(), reverse=True)
-            found.extend(batch[: limit - len(found)])
+            found.extend(batch[:wanted])
         return found
 
     async def copy_log(self, execution: ExecutionDocument, logged: list[dict[str, Any]]) -> None:

@@ -26,6 +26,7 @@ from subgraphs.workflows.models import WorkflowDocument
 
 BATCH = 1_000
 FINISHED = [s.value for s in TERMINAL]
+EVERY = [s.value for s in ExecutionStatus]
 
 
 async def _workflows() -> list[tuple[ObjectId, ObjectId]]:
@@ -34,12 +35,13 @@ async def _workflows() -> list[tuple[ObjectId, ObjectId]]:
     return [(doc["organization_id"], doc["_id"]) async for doc in found]
 
 
-async def _finished(query: dict[str, Any]) -> list[ObjectId]:
-    """The ids of the finished executions matching `query`, a status at a time."""
+async def _ids(query: dict[str, Any], statuses: list[str] = FINISHED) -> list[ObjectId]:
+    """The ids of the executions matching `query` in `statuses` (finished ones by
+    default), a status at a time: every index of executions names one."""
     collection = ExecutionDocument.get_pymongo_collection()
     return [
         doc["_id"]
-        for status in FINISHED
+        for status in statuses
         async for doc in collection.find({**query, "status": status}, {"_id": 1})
     ]
 
@@ -60,15 +62,9 @@ async def _newest_beyond(workflow: dict[str, Any], keep: int) -> ObjectId | None
     """The newest execution of a workflow beyond its newest `keep`, or None: counted in
     windows of ids back from now (as history pages look), so the store reads about as
     many ids as the workflow keeps, not all of them."""
-    collection = ExecutionDocument.get_pymongo_collection()
     seen = 0
     for ids in id_windows(None):
-        query = {**workflow, "_id": ids} if ids else workflow
-        found = [  # a status at a time: the indexes all name one
-            doc["_id"]
-            for status in ExecutionStatus
-            async for doc in collection.find({**query, "status": status.value}, {"_id": 1})
-        ]
+        found = await _ids({**workflow, "_id": ids} if ids else workflow, EVERY)
         if seen + len(found) > keep:
             return sorted(found, reverse=True)[keep - seen]
         seen += len(found)
@@ -82,9 +78,9 @@ async def prune(max_age_days: int, keep_per_workflow: int) -> int:
         workflow = {"organization_id": organization_id, "workflow_id": workflow_id}
         if max_age_days > 0:
             cutoff = ObjectId.from_datetime(now() - timedelta(days=max_age_days))
-            deleted += await _delete(await _finished({**workflow, "_id": {"$lt": cutoff}}))
+            deleted += await _delete(await _ids({**workflow, "_id": {"$lt": cutoff}}))
         if keep_per_workflow > 0:
             beyond = await _newest_beyond(workflow, keep_per_workflow)
             if beyond is not None:
-                deleted += await _delete(await _finished({**workflow, "_id": {"$lte": beyond}}))
+                deleted += await _delete(await _ids({**workflow, "_id": {"$lte": beyond}}))
     return deleted

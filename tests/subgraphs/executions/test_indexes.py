@@ -25,7 +25,7 @@ OLD = {  # what earlier versions made
 }
 
 
-async def test_start_up_retires_the_old_finish_index_for_the_partial_one(platform):
+async def test_start_up_retires_the_indexes_earlier_versions_made(platform):
     mongo = await init_mongo(platform.mongo_uri, platform.settings.mongo_db, DOCUMENTS)
     collection = ExecutionDocument.get_pymongo_collection()
     org = PydanticObjectId()
