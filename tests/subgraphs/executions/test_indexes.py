@@ -1,6 +1,6 @@
 """The executions' indexes: start-up replaces those an earlier version made, the
 finish-time index holds finished executions only, yet serves the analytics' reads, and
-every query of a history page is answered by an index."""
+every query of a history page, and of the recovery sweep, is answered by an index."""
 
 from __future__ import annotations
 
@@ -22,7 +22,11 @@ OLD = {  # what earlier versions made
         ("workflow_id", 1),
         ("_id", -1),
     ],
+    # before the status led the first index, the recovery sweep had an index of its own
+    "organization_id_1_status_1__id_-1": [("organization_id", 1), ("status", 1), ("_id", -1)],
+    "status_1_started_at_1": [("status", 1), ("started_at", 1)],
 }
+PAGES = ("status_1_organization_id_1__id_-1", "organization_id_1_workflow_id_1_status_1__id_-1")
 
 
 async def test_start_up_retires_the_indexes_earlier_versions_made(platform):
@@ -85,6 +89,10 @@ async def test_every_query_of_a_history_page_is_answered_by_an_index(platform, m
             plan = await collection.find(query).sort("_id", -1).limit(20).explain()
             winning = str(plan["queryPlanner"]["winningPlan"])
             assert "COLLSCAN" not in winning, (query, winning)
-            assert "status_1__id_-1" in winning, (query, winning)
+            assert any(f"'indexName': '{name}'" in winning for name in PAGES), winning
+        for status in ExecutionStatus:  # the recovery sweep's and requeue's (no organization)
+            plan = await collection.find({"status": status.value}).explain()
+            winning = str(plan["queryPlanner"]["winningPlan"])
+            assert f"'indexName': '{PAGES[0]}'" in winning, winning
     finally:
         await mongo.close()
