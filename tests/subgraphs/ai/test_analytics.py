@@ -285,6 +285,33 @@ async def test_a_finish_written_hours_late_is_counted_by_the_trailing_reader(
     assert again["totals"]["executions"] == 1
 
 
+async def test_a_finish_written_a_moment_late_is_counted_by_the_recent_reader(
+    platform, client, mongo, engine
+):
+    """The recent reader stops RECENT_LAG short of its pass, and reads each execution
+    once: a finish stored a second after its time (a group commit, a worker's clock a
+    little behind) is still ahead of it, and counted without the trailing reader."""
+    gwen = await sign_up(client, platform.router_url, "Analytics Gwen")
+    await analytics.rollup(engine)  # a pass just now
+    finished_at = datetime.now(UTC) - timedelta(seconds=1)
+    async with engine.connect() as conn:
+        recent = await conn.scalar(
+            text("SELECT at FROM analytics_cursors WHERE name = 'executions.recent'")
+        )
+    assert recent < finished_at  # the reader has not gone past it
+    late = ExecutionDocument(
+        organization_id=PydanticObjectId(gwen.organization_id),
+        workflow_id=PydanticObjectId(),
+        status=ExecutionStatus.SUCCEEDED,
+        created_at=finished_at - timedelta(seconds=2),
+        started_at=finished_at - timedelta(seconds=1),
+        finished_at=finished_at,
+    )
+    await late.insert()
+    found = await counted(client, platform, gwen, finished_at.date(), 1, seconds=15)
+    assert found["totals"]["executions"] == 1
+
+
 async def test_ranges_are_checked(platform, client):
     frank = await sign_up(client, platform.router_url, "Analytics Frank")
     today = datetime.now(UTC).date()
