@@ -81,6 +81,27 @@ async def counted(
     raise AssertionError(f"the rollup never counted {executions} executions: {found}")
 
 
+async def cursor_at(engine, reader: str) -> datetime | None:
+    """Where a reader of the rollup stands (`executions.recent` or `.trailing`)."""
+    async with engine.connect() as conn:
+        return await conn.scalar(
+            text("SELECT at FROM analytics_cursors WHERE name = :name"), {"name": reader}
+        )
+
+
+async def insert_finished(account: Account, finished_at: datetime) -> None:
+    """A succeeded execution of `account` that ran the second before `finished_at`,
+    written straight to MongoDB (as a finish stored late would be)."""
+    await ExecutionDocument(
+        organization_id=PydanticObjectId(account.organization_id),
+        workflow_id=PydanticObjectId(),
+        status=ExecutionStatus.SUCCEEDED,
+        created_at=finished_at - timedelta(seconds=2),
+        started_at=finished_at - timedelta(seconds=1),
+        finished_at=finished_at,
+    ).insert()
+
+
 async def durations_ms(execution_ids: list[str]) -> list[int]:
     """Start to finish of executions, as stored (what the rollup reads)."""
     found = []
@@ -257,24 +278,13 @@ async def test_a_finish_written_hours_late_is_counted_by_the_trailing_reader(
     platform, client, mongo, engine
 ):
     erin = await sign_up(client, platform.router_url, "Analytics Erin")
-    async with engine.connect() as conn:
-        trailing = await conn.scalar(
-            text("SELECT at FROM analytics_cursors WHERE name = 'executions.trailing'")
-        )
+    trailing = await cursor_at(engine, "executions.trailing")
     assert trailing is not None
     finished_at = max(
         trailing + timedelta(milliseconds=10),
         datetime.now(UTC) - TRAIL_DELAY - timedelta(seconds=1),
     )
-    late = ExecutionDocument(
-        organization_id=PydanticObjectId(erin.organization_id),
-        workflow_id=PydanticObjectId(),
-        status=ExecutionStatus.SUCCEEDED,
-        created_at=finished_at - timedelta(seconds=2),
-        started_at=finished_at - timedelta(seconds=1),
-        finished_at=finished_at,
-    )
-    await late.insert()
+    await insert_finished(erin, finished_at)
     day = finished_at.astimezone(UTC).date()
 
     found = await counted(client, platform, erin, day, 1)
@@ -294,20 +304,10 @@ async def test_a_finish_written_a_moment_late_is_counted_by_the_recent_reader(
     gwen = await sign_up(client, platform.router_url, "Analytics Gwen")
     await analytics.rollup(engine)  # a pass just now
     finished_at = datetime.now(UTC) - timedelta(seconds=1)
-    async with engine.connect() as conn:
-        recent = await conn.scalar(
-            text("SELECT at FROM analytics_cursors WHERE name = 'executions.recent'")
-        )
+    recent = await cursor_at(engine, "executions.recent")
+    assert recent is not None
     assert recent < finished_at  # the reader has not gone past it
-    late = ExecutionDocument(
-        organization_id=PydanticObjectId(gwen.organization_id),
-        workflow_id=PydanticObjectId(),
-        status=ExecutionStatus.SUCCEEDED,
-        created_at=finished_at - timedelta(seconds=2),
-        started_at=finished_at - timedelta(seconds=1),
-        finished_at=finished_at,
-    )
-    await late.insert()
+    await insert_finished(gwen, finished_at)
     found = await counted(client, platform, gwen, finished_at.date(), 1, seconds=15)
     assert found["totals"]["executions"] == 1
 
